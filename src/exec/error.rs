@@ -1,0 +1,57 @@
+//! Executor errors: every user-facing failure says what happened and what to do about it.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A file could not be read or written.
+    Io,
+    /// The corpus is missing, unreadable or too small.
+    Data,
+    /// The requested device cannot be used.
+    Device,
+    /// A checkpoint is corrupt or does not belong to this run.
+    Checkpoint,
+    /// Training diverged (NaN or inf loss).
+    Diverged,
+    /// Out of memory, or another resource limit.
+    Resource,
+    /// A bug in progc.
+    Internal,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExecError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// What the user can do about it.
+    pub help: Option<String>,
+}
+
+impl ExecError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ExecError { kind, message: message.into(), help: None }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// An IO error on `path`, with the OS reason.
+    pub fn io(action: &str, path: &std::path::Path, err: std::io::Error) -> Self {
+        ExecError::new(ErrorKind::Io, format!("cannot {action} {}: {err}", path.display()))
+    }
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ExecError {}

@@ -1,0 +1,16 @@
+//! The executor: trains a compiled plan with burn. The only module that touches burn, files and
+//! the GPU. It consumes `plan` types, never the AST.
+
+pub mod checkpoint;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod grow;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod rng;
+pub mod train;
+
+pub use error::ExecError;

@@ -1,0 +1,1 @@
+//! Plan renderers: text table, JSON, Graphviz dot. (Being written.)

@@ -1,0 +1,284 @@
+//! The checked, fully resolved recipe: what the checker produces and the planner consumes.
+//!
+//! Invariants (established by `check`, relied on by `plan` and `exec`):
+//! - every time is already in steps, every size is positive, `heads` divides `width`;
+//! - `growths` are strictly increasing in `at_step`, each inside `(0, total_steps)`, and each
+//!   grows the depth (`from_depth < to_depth`); the last `to_depth` equals `model.depth`;
+//! - `copy` init only appears with `from_depth >= 1`;
+//! - `batch.context == model.context`, and `model.vocab` is the tokenizer's vocabulary.
+//!
+//! These types are plain data (serde), shared by `plan` and `exec`, and carry no spans.
+
+use serde::{Deserialize, Serialize};
+
+/// How the residual branch of each block is scaled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResidualScaling {
+    /// Plain residual: `x + f(x)`.
+    None,
+    /// `x + f(x) / sqrt(L)` with `L` the current depth.
+    InvSqrtDepth,
+    /// `x + f(x) / L` with `L` the current depth.
+    InvDepth,
+}
+
+/// A GPT-2 shaped model at its full (target) depth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Name of the model declaration it came from (`gpt2_small`).
+    pub name: String,
+    /// Embedding width `d`.
+    pub width: usize,
+    pub heads: usize,
+    /// Full depth (number of transformer blocks) at the end of the run.
+    pub depth: usize,
+    /// Context length `n_ctx` (also the number of learned positions).
+    pub context: usize,
+    /// Vocabulary size; always the tokenizer's.
+    pub vocab: usize,
+    /// MLP hidden width is `mlp_ratio * width`.
+    pub mlp_ratio: usize,
+    /// Std of the normal init of weight matrices and embeddings (nanoGPT: 0.02). Output
+    /// projections use `init_std / sqrt(2 * depth)`.
+    pub init_std: f64,
+    pub residual: ResidualScaling,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tokenizer {
+    /// GPT-2 BPE (`r50k_base`), 50257 tokens.
+    Gpt2,
+    /// One token per byte, 256 tokens.
+    Bytes,
+}
+
+impl Tokenizer {
+    pub fn vocab(self) -> usize {
+        match self {
+            Tokenizer::Gpt2 => 50257,
+            Tokenizer::Bytes => 256,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Tokenizer::Gpt2 => "gpt2",
+            Tokenizer::Bytes => "bytes",
+        }
+    }
+}
+
+/// A text corpus, split into a training region and a held-out validation region (the tail).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    pub name: String,
+    /// Path as written in the recipe.
+    pub path: String,
+    /// Path resolved against the directory of the file that declared it (pure string join).
+    pub resolved_path: String,
+    pub tokenizer: Tokenizer,
+    /// Fraction of tokens held out for validation, in (0, 1).
+    pub val_fraction: f64,
+}
+
+/// `sequences x context` tokens per optimizer step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSpec {
+    pub sequences: usize,
+    pub context: usize,
+}
+
+impl BatchSpec {
+    pub fn tokens_per_step(&self) -> u64 {
+        (self.sequences * self.context) as u64
+    }
+}
+
+/// Per-group learning-rate multipliers (muP-style). The tied embedding/head is `embed`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LrMultipliers {
+    pub embed: f64,
+    pub hidden: f64,
+    pub norm: f64,
+}
+
+impl Default for LrMultipliers {
+    fn default() -> Self {
+        LrMultipliers { embed: 1.0, hidden: 1.0, norm: 1.0 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamWSpec {
+    /// Peak learning rate (the schedule multiplies it).
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay, applied to 2-D weights only (nanoGPT grouping).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip; `None` = no clipping.
+    pub clip: Option<f64>,
+    pub lr_mult: LrMultipliers,
+}
+
+/// Muon on 2-D hidden weights (Newton-Schulz orthogonalized momentum); AdamW (`adam`) on the
+/// embeddings, norms and biases.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MuonSpec {
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub ns_steps: usize,
+    pub weight_decay: f64,
+    pub adam: AdamWSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OptimizerSpec {
+    Adamw(AdamWSpec),
+    Muon(MuonSpec),
+}
+
+impl OptimizerSpec {
+    /// The peak learning rate of the main parameter group.
+    pub fn peak_lr(&self) -> f64 {
+        match self {
+            OptimizerSpec::Adamw(a) => a.lr,
+            OptimizerSpec::Muon(m) => m.lr,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayShape {
+    Linear,
+    Cosine,
+    Sqrt,
+}
+
+/// Learning-rate rule as a function of the global step; all lengths already in steps.
+/// The LR at step `s` is `peak_lr * factor(s)` (see `plan::schedule`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScheduleSpec {
+    /// Warmup-stable-decay: linear warmup, constant, then the last `decay_steps` decay to
+    /// `floor` (a fraction of the peak).
+    Wsd { warmup_steps: u64, decay_steps: u64, shape: DecayShape, floor: f64 },
+    /// Linear warmup, then cosine from the peak to `floor` at the last step.
+    Cosine { warmup_steps: u64, floor: f64 },
+    /// Linear warmup, then constant.
+    Constant { warmup_steps: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyLayout {
+    /// Repeat the whole trained stack: [a, b, a, b, ...].
+    Stack,
+    /// Repeat each trained block in place: [a, a, ..., b, b, ...].
+    Interleave,
+    /// Every new block copies the last trained block.
+    Last,
+}
+
+/// How the blocks added by a growth are initialized.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InitSpec {
+    /// Fresh normal init; `std` for weights, output projections `std / sqrt(2 * new_depth)`.
+    Random { std: f64 },
+    /// Copies of trained blocks (fresh parameter identities).
+    Copy { layout: CopyLayout },
+    /// Whole new blocks output zero: all their weights zero (function-preserving).
+    Zero,
+    /// Random init, but the attention and MLP output projections zeroed (function-preserving).
+    ZeroOut { std: f64 },
+}
+
+/// Where new blocks go when they are not copies (copies follow their layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// After the trained blocks (next to the output).
+    Top,
+    /// Before the trained blocks (next to the embeddings).
+    Bottom,
+}
+
+/// What happens to the optimizer state at a growth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptStatePolicy {
+    /// Old parameters keep their moments and step counters; new ones start fresh.
+    Keep,
+    /// Every parameter's state starts fresh.
+    Reset,
+    /// New blocks take the moments of the block they were copied from (old ones keep theirs).
+    Copy,
+}
+
+/// One depth expansion at a given global step.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GrowthSpec {
+    /// The first step trained at the new depth.
+    pub at_step: u64,
+    pub from_depth: usize,
+    pub to_depth: usize,
+    pub init: InitSpec,
+    pub placement: Placement,
+    pub optimizer_state: OptStatePolicy,
+}
+
+/// One fully resolved run: everything `exec` needs to train it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub name: String,
+    pub model: ModelSpec,
+    pub data: DataSpec,
+    pub batch: BatchSpec,
+    pub total_steps: u64,
+    pub optimizer: OptimizerSpec,
+    pub schedule: ScheduleSpec,
+    pub seed: u64,
+    pub start_depth: usize,
+    pub growths: Vec<GrowthSpec>,
+    /// Evaluate on the fixed validation set every this many steps (and at the end).
+    pub eval_every: u64,
+    /// Number of validation batches per evaluation.
+    pub eval_batches: usize,
+    /// Write a checkpoint every this many steps (also at every segment boundary); 0 = only at
+    /// boundaries.
+    pub checkpoint_every: u64,
+}
+
+impl RunSpec {
+    /// Depth in force at `step`.
+    pub fn depth_at(&self, step: u64) -> usize {
+        self.growths
+            .iter()
+            .rev()
+            .find(|g| g.at_step <= step)
+            .map(|g| g.to_depth)
+            .unwrap_or(self.start_depth)
+    }
+}
+
+/// A named group of runs compared against a reference run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    pub name: String,
+    /// Run (recipe) names, in the order written.
+    pub runs: Vec<String>,
+    pub reference: String,
+}
+
+/// Everything a checked program defines.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgramSpec {
+    pub runs: Vec<RunSpec>,
+    pub experiments: Vec<ExperimentSpec>,
+}
