@@ -54,6 +54,7 @@ codes! {
     P0304, Error, "copy init from a zero-layer model";
     P0305, Error, "final depth differs from the model's depth";
     P0306, Error, "invalid experiment";
+    P0307, Error, "optimizer state copy without copied blocks";
     // Warnings citing the paper
     P0401, Warning, "growth inside the decay phase";
     P0402, Warning, "little learning-rate mass after growth";
@@ -77,7 +78,10 @@ pub struct CodeInfo {
 
 impl Code {
     pub fn info(self) -> &'static CodeInfo {
-        CODES.iter().find(|c| c.code == self).expect("every code is in the catalogue")
+        CODES
+            .iter()
+            .find(|c| c.code == self)
+            .expect("every code is in the catalogue")
     }
 
     pub fn name(self) -> &'static str {
@@ -86,7 +90,10 @@ impl Code {
 
     /// Looks a code up by name, case-insensitively (`p0101` works).
     pub fn parse(name: &str) -> Option<Code> {
-        CODES.iter().find(|c| c.name.eq_ignore_ascii_case(name.trim())).map(|c| c.code)
+        CODES
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name.trim()))
+            .map(|c| c.code)
     }
 }
 

@@ -1,0 +1,213 @@
+//! Loading a program: the entry file, its imports (transitively), the embedded std library, and
+//! `--set` overrides, each as a file of one `SourceMap`.
+//!
+//! Invariants:
+//! - the only IO in the front end is reading source files here;
+//! - an import resolves relative to the importing file's directory first, then to the std
+//!   library embedded in the binary (so an installed `progc` works anywhere);
+//! - each file is loaded once: a std file reached from disk (identical text) and from the
+//!   embedded copy counts as one, so import cycles and diamonds are harmless.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::ast::{Ident, Item, Module, Value};
+use super::parse::{parse, parse_set};
+use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap};
+
+/// The std library, embedded at build time.
+pub struct StdLib;
+
+const STD_FILES: &[(&str, &str)] = &[
+    ("gpt2.prog", include_str!("../../std/gpt2.prog")),
+    ("schedules.prog", include_str!("../../std/schedules.prog")),
+    ("paper.prog", include_str!("../../std/paper.prog")),
+];
+
+impl StdLib {
+    /// Text of `std/NAME` (`NAME` with or without the `std/` prefix).
+    pub fn get(name: &str) -> Option<&'static str> {
+        let name = name.strip_prefix("std/").unwrap_or(name);
+        STD_FILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+
+    /// Every std file as `(std/NAME, text)`.
+    pub fn files() -> impl Iterator<Item = (String, &'static str)> {
+        STD_FILES.iter().map(|(n, t)| (format!("std/{n}"), *t))
+    }
+}
+
+/// A loaded program: every module reachable from the entry, in load order (entry first).
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub sources: SourceMap,
+    pub modules: Vec<Module>,
+    /// `--set key=value` overrides, in order; applied to every recipe that is resolved.
+    pub overrides: Vec<(Ident, Value)>,
+    /// Directory that relative paths written in a file resolve against: the file's own
+    /// directory for disk files; absent (the working directory) for std and in-memory files.
+    pub base_dirs: HashMap<FileId, PathBuf>,
+}
+
+impl Program {
+    /// `path` as written in `file`, resolved against that file's base directory.
+    pub fn resolve_path(&self, file: FileId, path: &str) -> String {
+        match self.base_dirs.get(&file) {
+            Some(dir) if !Path::new(path).is_absolute() && !dir.as_os_str().is_empty() => {
+                dir.join(path).display().to_string()
+            }
+            _ => path.to_string(),
+        }
+    }
+}
+
+/// Where a loaded file lives, for resolving its imports.
+#[derive(Clone, Debug)]
+enum Origin {
+    Disk(PathBuf),
+    Std,
+    Memory,
+}
+
+struct Loader {
+    program: Program,
+    diags: Vec<Diagnostic>,
+    seen: HashMap<String, ()>,
+}
+
+/// Loads `entry` from disk. Only failing to read the entry file itself is an IO error; every
+/// other problem (missing import, syntax) is a diagnostic.
+pub fn load_program(entry: &Path, sets: &[String]) -> std::io::Result<(Program, Vec<Diagnostic>)> {
+    let text = std::fs::read_to_string(entry)?;
+    let name = entry.display().to_string();
+    let origin = Origin::Disk(entry.to_path_buf());
+    Ok(load_with(name, text, origin, sets))
+}
+
+/// Loads an in-memory entry file (tests, fuzzing); imports resolve against the std library.
+pub fn load_source(name: &str, text: &str, sets: &[String]) -> (Program, Vec<Diagnostic>) {
+    load_with(name.to_string(), text.to_string(), Origin::Memory, sets)
+}
+
+fn load_with(
+    name: String,
+    text: String,
+    origin: Origin,
+    sets: &[String],
+) -> (Program, Vec<Diagnostic>) {
+    let mut loader = Loader {
+        program: Program {
+            sources: SourceMap::new(),
+            modules: Vec::new(),
+            overrides: Vec::new(),
+            base_dirs: HashMap::new(),
+        },
+        diags: Vec::new(),
+        seen: HashMap::new(),
+    };
+    let key = file_key(&origin, &name, &text);
+    loader.seen.insert(key.clone(), ());
+    loader.add_file(key, name, text, origin);
+    for (i, set) in sets.iter().enumerate() {
+        let label = if sets.len() == 1 {
+            "<--set>".to_string()
+        } else {
+            format!("<--set #{}>", i + 1)
+        };
+        let file = loader.program.sources.add(label, set.clone());
+        match parse_set(file, set) {
+            Ok(pair) => loader.program.overrides.push(pair),
+            Err(d) => loader.diags.push(d),
+        }
+    }
+    (loader.program, loader.diags)
+}
+
+impl Loader {
+    fn add_file(&mut self, key: String, name: String, text: String, origin: Origin) {
+        // A disk copy of a std file is shown and resolved as the std file.
+        let is_std = key.starts_with("std/");
+        let name = if is_std { key } else { name };
+        let file = self.program.sources.add(name, text.clone());
+        if let (Origin::Disk(p), false) = (&origin, is_std) {
+            self.program
+                .base_dirs
+                .insert(file, p.parent().unwrap_or(Path::new("")).to_path_buf());
+        }
+        let (module, diags) = parse(file, &text);
+        self.diags.extend(diags);
+        let imports: Vec<(String, crate::diagnostic::Span)> = module
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Import { path, span } => Some((path.clone(), *span)),
+                _ => None,
+            })
+            .collect();
+        self.program.modules.push(module);
+        for (path, span) in imports {
+            self.import(&origin, &path, span);
+        }
+    }
+
+    fn import(&mut self, from: &Origin, path: &str, span: crate::diagnostic::Span) {
+        let mut tried = Vec::new();
+        // 1. Relative to the importing file (disk files only).
+        if let Origin::Disk(p) = from {
+            let candidate = p.parent().unwrap_or(Path::new("")).join(path);
+            tried.push(candidate.display().to_string());
+            if let Ok(text) = std::fs::read_to_string(&candidate) {
+                let name = candidate.display().to_string();
+                let origin = Origin::Disk(candidate);
+                return self.add_once(name, text, origin);
+            }
+        }
+        // 2. The std library (also what relative imports inside std files reach).
+        let std_name = Path::new(path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(path);
+        let in_std = path.starts_with("std/") || matches!(from, Origin::Std) || !path.contains('/');
+        if in_std {
+            tried.push(format!("std/{std_name} (built in)"));
+            if let Some(text) = StdLib::get(std_name) {
+                return self.add_once(format!("std/{std_name}"), text.to_string(), Origin::Std);
+            }
+        }
+        let known: Vec<String> = StdLib::files().map(|(n, _)| n).collect();
+        self.diags.push(
+            Diagnostic::new(Code::P0101, span, format!("cannot find import `{path}`"))
+                .with_label("not found")
+                .with_help(format!(
+                    "looked at {}; the std library has {}",
+                    tried.join(", "),
+                    known.join(", ")
+                )),
+        );
+    }
+
+    fn add_once(&mut self, name: String, text: String, origin: Origin) {
+        let key = file_key(&origin, &name, &text);
+        if self.seen.insert(key.clone(), ()).is_none() {
+            self.add_file(key, name, text, origin);
+        }
+    }
+}
+
+/// Identity of a file for de-duplication: a disk copy of a std file is the std file.
+fn file_key(origin: &Origin, name: &str, text: &str) -> String {
+    let base = Path::new(name)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(name);
+    if StdLib::get(base) == Some(text) {
+        return format!("std/{base}");
+    }
+    match origin {
+        Origin::Disk(p) => std::fs::canonicalize(p)
+            .map(|c| c.display().to_string())
+            .unwrap_or_else(|_| name.to_string()),
+        Origin::Std => format!("std/{base}"),
+        Origin::Memory => format!("<memory>/{name}"),
+    }
+}
