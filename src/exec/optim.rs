@@ -277,6 +277,9 @@ impl<B: AutodiffBackend> Optimizer<B> {
     /// Returns the updated module and the global gradient L2 norm before clipping (`0.0` when
     /// neither clipping nor `set_report_norm` asks for it: that avoids a host sync).
     ///
+    /// The clip threshold is the AdamW spec's (`muon.adam.clip` under Muon) and scales every
+    /// gradient, Muon's included.
+    ///
     /// Parameters missing from `groups` are grouped by rank: rank >= 2 is `Hidden`, rank 1 is
     /// `Bias` (no decay).
     pub fn step<M: AutodiffModule<B>>(
