@@ -47,8 +47,10 @@ pub fn parse(file: FileId, src: &str) -> (Module, Vec<Diagnostic>) {
                 pos += end.max(1);
             }
             Err(err) => {
-                diags.push(syntax_error(file, pos, rest, &err));
-                pos = next_item_start(src, pos + 1);
+                let diag = syntax_error(file, pos, rest, &err);
+                // Resume after the error point: the broken item is skipped whole.
+                pos = next_item_start(src, diag.span.start + 1);
+                diags.push(diag);
             }
         }
     }
@@ -491,6 +493,11 @@ mod tests {
             .map(|n| n.name.clone())
             .collect();
         assert_eq!(names, ["m", "c"]);
+        assert!(
+            d[0].message.contains("expected a value"),
+            "{}",
+            d[0].message
+        );
     }
 
     #[test]
