@@ -403,7 +403,11 @@ fn number(text: &str) -> Number {
         Some('T') => (&text[..text.len() - 1], 1e12),
         _ => (text, 1.0),
     };
-    let value = digits.parse::<f64>().unwrap_or(f64::NAN) * mult;
+    let mut value = digits.parse::<f64>().unwrap_or(f64::NAN) * mult;
+    // `327.68M` is meant as a whole number; undo the float error of the multiplication.
+    if mult > 1.0 && (value - value.round()).abs() < 1e-9 * value.abs() {
+        value = value.round();
+    }
     Number {
         value,
         integer: value.is_finite() && value.fract() == 0.0,
@@ -498,6 +502,13 @@ mod tests {
             "{}",
             d[0].message
         );
+    }
+
+    #[test]
+    fn suffixed_decimals_are_whole_numbers() {
+        assert_eq!(number("327.68M"), Number { value: 327_680_000.0, integer: true });
+        assert_eq!(number("1.5"), Number { value: 1.5, integer: false });
+        assert_eq!(number("6e-4").value, 6e-4);
     }
 
     #[test]

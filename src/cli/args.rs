@@ -1,0 +1,117 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "progc",
+    version,
+    about = "Compile and run progressive depth training recipes (zero/one-layer GPT-2 growth)",
+    after_help = "Examples:\n  progc check examples/tiny.prog\n  progc plan examples/tiny.prog\n  \
+                  progc run examples/tiny.prog\n  progc explain P0402"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// When to color diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and type-check recipe files, reporting every problem at once.
+    Check {
+        /// Recipe files (`.prog`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format of the diagnostics.
+        #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
+        format: DiagFormat,
+        /// Exit with an error when there are warnings.
+        #[arg(long)]
+        deny_warnings: bool,
+        #[command(flatten)]
+        sets: SetArgs,
+    },
+    /// Compile a recipe into its stage plan: segments, growth transitions, FLOPs and saving.
+    Plan {
+        file: PathBuf,
+        #[command(flatten)]
+        select: Select,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        #[command(flatten)]
+        sets: SetArgs,
+    },
+    /// Train a recipe's plan with burn (CPU by default, CUDA when asked or available).
+    Run {
+        /// The recipe file; not needed with `--resume`.
+        #[arg(required_unless_present = "resume")]
+        file: Option<PathBuf>,
+        /// Which recipe of the file to run (needed when it defines several).
+        #[arg(long)]
+        run: Option<String>,
+        /// auto | cpu | cuda | cuda:N. `auto` uses CUDA when it is usable, else the CPU.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Run directory (default: runs/<recipe>, never overwriting an existing one).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue a stopped run from its latest checkpoint.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["file", "run", "out", "set"])]
+        resume: Option<PathBuf>,
+        /// Stop cleanly after this global step (a checkpoint is written; resume later).
+        #[arg(long, value_name = "STEP")]
+        stop_after: Option<u64>,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+        #[command(flatten)]
+        sets: SetArgs,
+    },
+    /// Explain a diagnostic code in detail (`progc explain P0402`), or list all codes.
+    Explain {
+        /// A code such as P0402; omit to list every code.
+        code: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Override a recipe statement, checked like the file itself: `--set steps=2000`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Select {
+    /// Plan only this recipe.
+    #[arg(long, conflicts_with = "experiment")]
+    pub run: Option<String>,
+    /// Plan this experiment: its runs in one graph, sharing identical prefixes.
+    #[arg(long)]
+    pub experiment: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiagFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}

@@ -1,0 +1,300 @@
+//! The subcommands. Each returns the process exit code.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::args::{Cli, Command, DiagFormat, PlanFormat, Select};
+use super::report::{count, print_diagnostics, print_exec_error, use_color};
+use crate::check::{check, suggest::did_you_mean};
+use crate::diagnostic::{has_errors, render, Code, Diagnostic, SourceMap, Span, CODES};
+use crate::exec::device::DeviceChoice;
+use crate::exec::train::{self, RunOptions};
+use crate::plan::render::{render_dot, render_json, render_text};
+use crate::plan::spec::ProgramSpec;
+use crate::plan::{compile_experiment, compile_run, Plan};
+use crate::syntax::{load_program, Program};
+
+const EXIT_OK: i32 = 0;
+const EXIT_IO: i32 = 1;
+const EXIT_USER: i32 = 2;
+
+pub fn dispatch(cli: Cli) -> i32 {
+    let color = use_color(cli.color);
+    match cli.command {
+        Command::Check { files, format, deny_warnings, sets } => {
+            cmd_check(&files, format, deny_warnings, &sets.set, color)
+        }
+        Command::Plan { file, select, format, sets } => {
+            cmd_plan(&file, &select, format, &sets.set, color)
+        }
+        Command::Run { file, run, device, out, resume, stop_after, no_progress, sets } => {
+            let device = match DeviceChoice::from_str(&device) {
+                Ok(d) => d,
+                Err(msg) => {
+                    eprintln!("error: {msg}\n  help: use --device auto, cpu, cuda or cuda:N");
+                    return EXIT_USER;
+                }
+            };
+            let opts = |out_dir: PathBuf| RunOptions {
+                device,
+                out_dir,
+                progress: !no_progress,
+                stop_after,
+            };
+            match (resume, file) {
+                (Some(dir), _) => finish_run(train::resume(&dir, &opts(dir.clone()))),
+                (None, Some(file)) => cmd_run(&file, run.as_deref(), out, &sets.set, color, opts),
+                (None, None) => unreachable!("clap requires FILE unless --resume"),
+            }
+        }
+        Command::Explain { code } => cmd_explain(code.as_deref()),
+    }
+}
+
+/// Loads and checks one file. `Err(code)` when it could not be read.
+fn load_and_check(file: &Path, sets: &[String]) -> Result<(Program, ProgramSpec, Vec<Diagnostic>), i32> {
+    let (program, mut diags) = match load_program(file, sets) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("error: cannot read {}: {err}", file.display());
+            eprintln!("  help: check the path; recipe files usually end in `.prog`");
+            return Err(EXIT_IO);
+        }
+    };
+    let (spec, more) = check(&program);
+    diags.extend(more);
+    Ok((program, spec, diags))
+}
+
+fn cmd_check(files: &[PathBuf], format: DiagFormat, deny_warnings: bool, sets: &[String], color: bool) -> i32 {
+    let mut exit = EXIT_OK;
+    let mut json_items: Vec<serde_json::Value> = Vec::new();
+    let (mut errors, mut warnings) = (0, 0);
+    for file in files {
+        let (program, _spec, diags) = match load_and_check(file, sets) {
+            Ok(x) => x,
+            Err(code) => {
+                exit = exit.max(code);
+                continue;
+            }
+        };
+        let (e, w) = count(&diags);
+        errors += e;
+        warnings += w;
+        match format {
+            DiagFormat::Text => {
+                for d in &diags {
+                    eprint!("{}", render::render(d, &program.sources, color));
+                }
+            }
+            DiagFormat::Json => {
+                let text = render::to_json(&diags, &program.sources);
+                if let Ok(serde_json::Value::Array(items)) = serde_json::from_str(&text) {
+                    json_items.extend(items);
+                }
+            }
+        }
+    }
+    match format {
+        DiagFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json_items).unwrap_or_else(|_| "[]".into())
+        ),
+        DiagFormat::Text => {
+            if errors + warnings > 0 {
+                eprintln!("{}", super::report::count_line(errors, warnings));
+            } else if exit == EXIT_OK {
+                let n = files.len();
+                eprintln!("progc: {n} file{} checked, no problems", if n == 1 { "" } else { "s" });
+            }
+        }
+    }
+    if errors > 0 || (deny_warnings && warnings > 0) {
+        exit = exit.max(EXIT_USER);
+    }
+    exit
+}
+
+/// Names of the recipes defined in the entry file itself, in order.
+fn entry_recipes(program: &Program) -> Vec<String> {
+    program.modules.first().map_or_else(Vec::new, |m| {
+        m.items
+            .iter()
+            .filter_map(|i| match i {
+                crate::syntax::ast::Item::Recipe { name, .. } => Some(name.name.clone()),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// A P0111 diagnostic for a `--run` / `--experiment` name that does not exist.
+fn unknown_selection(flag: &str, name: &str, known: &[String], what: &str) -> (Diagnostic, SourceMap) {
+    let mut map = SourceMap::new();
+    let text = format!("{flag} {name}");
+    let file = map.add("<command line>", text.clone());
+    let span = Span::new(file, flag.len() + 1, text.len());
+    let mut diag = Diagnostic::new(Code::P0111, span, format!("no {what} named `{name}`"))
+        .with_label(format!("not a {what} of this program"));
+    diag = match did_you_mean(name, known.iter().map(String::as_str)) {
+        Some(s) => diag.with_help(format!("did you mean `{s}`?")),
+        None if known.is_empty() => diag.with_help(format!("this program defines no {what}")),
+        None => diag.with_help(format!("the program defines: {}", known.join(", "))),
+    };
+    (diag, map)
+}
+
+fn cmd_plan(file: &Path, select: &Select, format: PlanFormat, sets: &[String], color: bool) -> i32 {
+    let (program, spec, diags) = match load_and_check(file, sets) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    print_diagnostics(&diags, &program.sources, color);
+    if has_errors(&diags) {
+        return EXIT_USER;
+    }
+    let plans = match select_plans(&program, &spec, select, color) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let out = match format {
+        PlanFormat::Text => plans.iter().map(render_text).collect::<Vec<_>>().join("\n"),
+        PlanFormat::Dot => plans.iter().map(render_dot).collect::<Vec<_>>().join("\n"),
+        PlanFormat::Json if plans.len() == 1 => render_json(&plans[0]),
+        PlanFormat::Json => {
+            let items: Vec<serde_json::Value> =
+                plans.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+            serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
+        }
+    };
+    println!("{}", out.trim_end());
+    EXIT_OK
+}
+
+fn select_plans(program: &Program, spec: &ProgramSpec, select: &Select, color: bool) -> Result<Vec<Plan>, i32> {
+    if let Some(name) = &select.experiment {
+        let Some(exp) = spec.experiments.iter().find(|e| &e.name == name) else {
+            let known: Vec<String> = spec.experiments.iter().map(|e| e.name.clone()).collect();
+            let (d, map) = unknown_selection("--experiment", name, &known, "experiment");
+            print_diagnostics(&[d], &map, color);
+            return Err(EXIT_USER);
+        };
+        return Ok(vec![compile_experiment(exp, &spec.runs)]);
+    }
+    if let Some(name) = &select.run {
+        return find_run(spec, name, color).map(|r| vec![compile_run(r)]);
+    }
+    let names = entry_recipes(program);
+    if names.is_empty() {
+        eprintln!("error: {} defines no recipe", program.sources.get(crate::diagnostic::FileId(0)).name);
+        eprintln!("  help: plan a recipe from an imported file with --run NAME, or an experiment with --experiment NAME");
+        return Err(EXIT_USER);
+    }
+    Ok(names.iter().filter_map(|n| spec.runs.iter().find(|r| &r.name == n)).map(compile_run).collect())
+}
+
+fn find_run<'a>(spec: &'a ProgramSpec, name: &str, color: bool) -> Result<&'a crate::plan::spec::RunSpec, i32> {
+    spec.runs.iter().find(|r| r.name == name).ok_or_else(|| {
+        let known: Vec<String> = spec.runs.iter().map(|r| r.name.clone()).collect();
+        let (d, map) = unknown_selection("--run", name, &known, "recipe");
+        print_diagnostics(&[d], &map, color);
+        EXIT_USER
+    })
+}
+
+fn cmd_run(
+    file: &Path,
+    run: Option<&str>,
+    out: Option<PathBuf>,
+    sets: &[String],
+    color: bool,
+    opts: impl Fn(PathBuf) -> RunOptions,
+) -> i32 {
+    let (program, spec, diags) = match load_and_check(file, sets) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    print_diagnostics(&diags, &program.sources, color);
+    if has_errors(&diags) {
+        return EXIT_USER;
+    }
+    let name = match run {
+        Some(n) => n.to_string(),
+        None => match entry_recipes(&program).as_slice() {
+            [one] => one.clone(),
+            [] => {
+                eprintln!("error: {} defines no recipe to run", file.display());
+                eprintln!("  help: name one with --run NAME");
+                return EXIT_USER;
+            }
+            many => {
+                eprintln!("error: {} defines {} recipes: {}", file.display(), many.len(), many.join(", "));
+                eprintln!("  help: choose one with --run NAME");
+                return EXIT_USER;
+            }
+        },
+    };
+    let run_spec = match find_run(&spec, &name, color) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let plan = compile_run(run_spec);
+    let Some(run_plan) = plan.runs.first() else {
+        eprintln!("error: internal: the plan of `{name}` has no run");
+        return EXIT_IO;
+    };
+    let out_dir = out.unwrap_or_else(|| fresh_dir(Path::new("runs"), &name));
+    eprintln!("progc: running `{name}` into {}", out_dir.display());
+    finish_run(train::run(run_plan, &opts(out_dir)))
+}
+
+/// `base/name`, or `base/name-2`, `-3`, ... when taken: an earlier run is never overwritten.
+fn fresh_dir(base: &Path, name: &str) -> PathBuf {
+    let first = base.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2..).map(|i| base.join(format!("{name}-{i}"))).find(|p| !p.exists()).expect("unbounded")
+}
+
+fn finish_run(result: Result<crate::exec::metrics::Summary, crate::exec::ExecError>) -> i32 {
+    match result {
+        Ok(summary) => {
+            println!("{}", summary.to_text());
+            EXIT_OK
+        }
+        Err(err) => {
+            print_exec_error(&err);
+            EXIT_IO
+        }
+    }
+}
+
+fn cmd_explain(code: Option<&str>) -> i32 {
+    let Some(code) = code else {
+        println!("Diagnostic codes (progc explain CODE for details):\n");
+        for c in CODES {
+            let sev = match c.severity {
+                crate::diagnostic::Severity::Error => "error",
+                crate::diagnostic::Severity::Warning => "warning",
+            };
+            println!("  {}  {:<8} {}", c.name, sev, c.title);
+        }
+        return EXIT_OK;
+    };
+    match Code::parse(code) {
+        Some(c) => {
+            println!("{}", c.info().explain.trim_end());
+            EXIT_OK
+        }
+        None => {
+            eprintln!("error: no diagnostic code `{code}`");
+            let names = CODES.iter().map(|c| c.name);
+            match did_you_mean(&code.to_uppercase(), names) {
+                Some(s) => eprintln!("  help: did you mean `{s}`? (`progc explain` lists every code)"),
+                None => eprintln!("  help: codes look like P0402; `progc explain` lists every code"),
+            }
+            EXIT_USER
+        }
+    }
+}
