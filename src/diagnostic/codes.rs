@@ -77,10 +77,7 @@ pub struct CodeInfo {
 
 impl Code {
     pub fn info(self) -> &'static CodeInfo {
-        CODES
-            .iter()
-            .find(|c| c.code == self)
-            .expect("every code is in the catalogue")
+        CODES.iter().find(|c| c.code == self).expect("every code is in the catalogue")
     }
 
     pub fn name(self) -> &'static str {
@@ -89,10 +86,7 @@ impl Code {
 
     /// Looks a code up by name, case-insensitively (`p0101` works).
     pub fn parse(name: &str) -> Option<Code> {
-        CODES
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name.trim()))
-            .map(|c| c.code)
+        CODES.iter().find(|c| c.name.eq_ignore_ascii_case(name.trim())).map(|c| c.code)
     }
 }
 

@@ -9,7 +9,7 @@ pub mod codes;
 pub mod render;
 pub mod source;
 
-pub use codes::{CODES, Code, CodeInfo};
+pub use codes::{Code, CodeInfo, CODES};
 pub use source::{FileId, SourceMap, Span};
 
 use serde::Serialize;
@@ -63,10 +63,7 @@ impl Diagnostic {
 
     /// A secondary span.
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.labels.push(Label {
-            span,
-            message: message.into(),
-        });
+        self.labels.push(Label { span, message: message.into() });
         self
     }
 

@@ -25,16 +25,10 @@ pub fn render(diag: &Diagnostic, map: &SourceMap, color: bool) -> String {
         Severity::Warning => Color::Yellow,
     };
     let mut report = Report::build(kind, aspan(map, diag.span))
-        .with_config(
-            Config::default()
-                .with_color(color)
-                .with_index_type(IndexType::Byte),
-        )
+        .with_config(Config::default().with_color(color).with_index_type(IndexType::Byte))
         .with_code(diag.code.name())
         .with_message(&diag.message);
-    let mut primary = ALabel::new(aspan(map, diag.span))
-        .with_color(primary_color)
-        .with_order(0);
+    let mut primary = ALabel::new(aspan(map, diag.span)).with_color(primary_color).with_order(0);
     if let Some(text) = &diag.primary_label {
         primary = primary.with_message(text);
     }
@@ -66,12 +60,7 @@ pub fn plain(diag: &Diagnostic, map: &SourceMap) -> String {
         Severity::Error => "error",
         Severity::Warning => "warning",
     };
-    format!(
-        "{}:{line}:{col}: {sev}[{}]: {}",
-        map.get(diag.span.file).name,
-        diag.code,
-        diag.message
-    )
+    format!("{}:{line}:{col}: {sev}[{}]: {}", map.get(diag.span.file).name, diag.code, diag.message)
 }
 
 #[derive(Serialize)]
@@ -118,11 +107,7 @@ pub fn to_json(diags: &[Diagnostic], map: &SourceMap) -> String {
         .iter()
         .map(|d| {
             let at = json_label(map, d.span, d.primary_label.as_deref().unwrap_or(""));
-            let mut labels = vec![json_label(
-                map,
-                d.span,
-                d.primary_label.as_deref().unwrap_or(""),
-            )];
+            let mut labels = vec![json_label(map, d.span, d.primary_label.as_deref().unwrap_or(""))];
             labels.extend(d.labels.iter().map(|l| json_label(map, l.span, &l.message)));
             JsonDiagnostic {
                 code: d.code.name().to_string(),

@@ -30,11 +30,7 @@ pub struct ExecError {
 
 impl ExecError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ExecError {
-            kind,
-            message: message.into(),
-            help: None,
-        }
+        ExecError { kind, message: message.into(), help: None }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -44,10 +40,7 @@ impl ExecError {
 
     /// An IO error on `path`, with the OS reason.
     pub fn io(action: &str, path: &std::path::Path, err: std::io::Error) -> Self {
-        ExecError::new(
-            ErrorKind::Io,
-            format!("cannot {action} {}: {err}", path.display()),
-        )
+        ExecError::new(ErrorKind::Io, format!("cannot {action} {}: {err}", path.display()))
     }
 }
 

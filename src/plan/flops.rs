@@ -38,20 +38,12 @@ pub struct ParamCounts {
 pub fn param_counts(m: &ModelSpec, depth: usize) -> ParamCounts {
     let blocks = depth as u64 * block_params(m);
     let final_ln = 2 * m.width as u64;
-    ParamCounts {
-        total: blocks + embedding_params(m) + final_ln,
-        non_embedding: blocks,
-    }
+    ParamCounts { total: blocks + embedding_params(m) + final_ln, non_embedding: blocks }
 }
 
 /// Exact training FLOPs per token at `depth` (see the module doc).
 pub fn exact_flops_per_token(m: &ModelSpec, depth: usize) -> f64 {
-    let (l, d, v, n) = (
-        depth as f64,
-        m.width as f64,
-        m.vocab as f64,
-        m.context as f64,
-    );
+    let (l, d, v, n) = (depth as f64, m.width as f64, m.vocab as f64, m.context as f64);
     let r = m.mlp_ratio as f64;
     // 12 d^2 + 13 d generalizes to (4 + 2r) d^2 + (9 + r) d for an MLP ratio r.
     let per_block = (4.0 + 2.0 * r) * d * d + (9.0 + r) * d;

@@ -9,15 +9,12 @@ use super::spec::{DecayShape, ScheduleSpec};
 
 /// Multiplier of the peak LR at global `step` of a run of `total` steps.
 pub fn lr_factor(schedule: &ScheduleSpec, step: u64, total: u64) -> f64 {
-    let warm = |w: u64| -> Option<f64> { (step < w).then(|| (step + 1) as f64 / w as f64) };
+    let warm = |w: u64| -> Option<f64> {
+        (step < w).then(|| (step + 1) as f64 / w as f64)
+    };
     match *schedule {
         ScheduleSpec::Constant { warmup_steps } => warm(warmup_steps).unwrap_or(1.0),
-        ScheduleSpec::Wsd {
-            warmup_steps,
-            decay_steps,
-            shape,
-            floor,
-        } => {
+        ScheduleSpec::Wsd { warmup_steps, decay_steps, shape, floor } => {
             let decay_start = total.saturating_sub(decay_steps);
             if step >= decay_start && decay_steps > 0 {
                 let p = (step - decay_start + 1) as f64 / decay_steps as f64;
@@ -26,10 +23,7 @@ pub fn lr_factor(schedule: &ScheduleSpec, step: u64, total: u64) -> f64 {
                 warm(warmup_steps).unwrap_or(1.0)
             }
         }
-        ScheduleSpec::Cosine {
-            warmup_steps,
-            floor,
-        } => {
+        ScheduleSpec::Cosine { warmup_steps, floor } => {
             if let Some(f) = warm(warmup_steps) {
                 return f;
             }
@@ -100,10 +94,7 @@ mod tests {
 
     #[test]
     fn cosine_reaches_floor_at_last_step() {
-        let s = ScheduleSpec::Cosine {
-            warmup_steps: 0,
-            floor: 0.1,
-        };
+        let s = ScheduleSpec::Cosine { warmup_steps: 0, floor: 0.1 };
         assert!((lr_factor(&s, 999, 1000) - 0.1).abs() < 1e-9);
         assert!(lr_factor(&s, 0, 1000) > 0.99);
     }
@@ -115,10 +106,7 @@ mod tests {
         let t = 10_000;
         let m = lr_mass_after(&wsd(200, 1000), 8000, t);
         assert!((m - 0.158).abs() < 0.01, "wsd mass {m}");
-        let c = ScheduleSpec::Cosine {
-            warmup_steps: 200,
-            floor: 0.0,
-        };
+        let c = ScheduleSpec::Cosine { warmup_steps: 200, floor: 0.0 };
         let mc = lr_mass_after(&c, 5000, t);
         assert!(mc > 0.15 && mc < 0.25, "cosine mass {mc}");
     }

@@ -105,11 +105,7 @@ pub struct LrMultipliers {
 
 impl Default for LrMultipliers {
     fn default() -> Self {
-        LrMultipliers {
-            embed: 1.0,
-            hidden: 1.0,
-            norm: 1.0,
-        }
+        LrMultipliers { embed: 1.0, hidden: 1.0, norm: 1.0 }
     }
 }
 
@@ -171,12 +167,7 @@ pub enum DecayShape {
 pub enum ScheduleSpec {
     /// Warmup-stable-decay: linear warmup, constant, then the last `decay_steps` decay to
     /// `floor` (a fraction of the peak).
-    Wsd {
-        warmup_steps: u64,
-        decay_steps: u64,
-        shape: DecayShape,
-        floor: f64,
-    },
+    Wsd { warmup_steps: u64, decay_steps: u64, shape: DecayShape, floor: f64 },
     /// Linear warmup, then cosine from the peak to `floor` at the last step.
     Cosine { warmup_steps: u64, floor: f64 },
     /// Linear warmup, then constant.
