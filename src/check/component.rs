@@ -557,8 +557,8 @@ impl SchedDraft {
             } => {
                 let w = warmup.steps(total, tps, d);
                 let k = decay.steps(total, tps, d);
-                if w + k > total {
-                    return too_long("warmup + decay".into(), w + k, d);
+                if w.saturating_add(k) > total {
+                    return too_long("warmup + decay".into(), w.saturating_add(k), d);
                 }
                 Some(ScheduleSpec::Wsd {
                     warmup_steps: w,

@@ -218,9 +218,10 @@ impl<'p> Checker<'p> {
             && w % h != 0
         {
             let (wv, hv) = (get("width").expect("read"), get("heads").expect("read"));
-            let near: Vec<String> = (1..=w)
+            // Bounded search: only used for the help line.
+            let near: Vec<String> = (1..=w.min(100_000))
                 .filter(|k| w % k == 0)
-                .min_by_key(|k| k.abs_diff(h))
+                .min_by_key(|k| (k.abs_diff(h), std::cmp::Reverse(*k)))
                 .map(|k| k.to_string())
                 .into_iter()
                 .collect();
@@ -250,10 +251,14 @@ impl<'p> Checker<'p> {
                 )
                 .with_label(plabel)
                 .with_secondary(secondary, slabel)
-                .with_help(format!(
-                    "the head size is width / heads: use a number of heads that divides {w}, e.g. {}",
-                    near.join("")
-                )),
+                .with_help(match near.first() {
+                    Some(k) => format!(
+                        "the head size is width / heads: use a number of heads that divides {w}, e.g. {k}"
+                    ),
+                    None => format!(
+                        "the head size is width / heads: use a number of heads that divides {w}"
+                    ),
+                }),
             );
             ok = false;
         }

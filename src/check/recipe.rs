@@ -342,7 +342,30 @@ impl<'p> Checker<'p> {
                 return None;
             }
         };
+        // Keeps `tokens_per_step` (sequences x context) far from overflow.
+        const MAX_TOKENS_PER_STEP: u64 = 1 << 40;
+        let too_big = |c: u64| seq.checked_mul(c).is_none_or(|t| t > MAX_TOKENS_PER_STEP);
+        if let Some((c, _)) = ctx
+            && too_big(c as u64)
+        {
+            value::out_of_range(
+                v.span,
+                format!("a batch of {seq} x {c} tokens is too large"),
+                None,
+                d,
+            );
+            return None;
+        }
         let model = model?;
+        if ctx.is_none() && too_big(model.context as u64) {
+            value::out_of_range(
+                v.span,
+                format!("a batch of {seq} sequences is too large"),
+                None,
+                d,
+            );
+            return None;
+        }
         let context = match ctx {
             Some((c, span)) if c != model.context => {
                 d.push(
@@ -391,12 +414,11 @@ impl<'p> Checker<'p> {
                 }
                 _ => {
                     value::mismatch(v, "a number of steps", d);
-                    if matches!(&v.kind, ValueKind::Quantity(_, u) if u.name.starts_with("token")) {
-                        if let Some(last) = d.last_mut() {
-                            last.help = Some(
-                                "to give the run length in tokens write `tokens = ...`".into(),
-                            );
-                        }
+                    if matches!(&v.kind, ValueKind::Quantity(_, u) if u.name.starts_with("token"))
+                        && let Some(last) = d.last_mut()
+                    {
+                        last.help =
+                            Some("to give the run length in tokens write `tokens = ...`".into());
                     }
                     return None;
                 }
