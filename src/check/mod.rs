@@ -247,6 +247,23 @@ impl<'p> Checker<'p> {
     }
 }
 
+/// When a diagnostic's primary span lies in another file than `home` (the recipe being checked)
+/// but one of its labels lies in `home`, the labelled span becomes the primary one: the user
+/// is shown the line they wrote (a child recipe that changed the model's context), with the
+/// inherited line (in a parent, maybe in std) as the label.
+pub(crate) fn rehome(mut diag: Diagnostic, home: crate::diagnostic::FileId) -> Diagnostic {
+    if diag.span.file == home {
+        return diag;
+    }
+    if let Some(i) = diag.labels.iter().position(|l| l.span.file == home) {
+        let label = &mut diag.labels[i];
+        std::mem::swap(&mut diag.span, &mut label.span);
+        let primary = diag.primary_label.take().unwrap_or_default();
+        diag.primary_label = Some(std::mem::replace(&mut label.message, primary));
+    }
+    diag
+}
+
 /// The parent named by a model or recipe definition.
 fn env_parent<'p>(def: Def<'p>) -> Option<&'p Ident> {
     match def.item {

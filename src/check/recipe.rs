@@ -221,7 +221,7 @@ impl<'p> Checker<'p> {
             );
         let batch = eff
             .get("batch")
-            .and_then(|(_, v)| self.batch(v, model.as_ref()));
+            .and_then(|(_, v)| self.batch(v, model.as_ref(), def.name.span.file));
         let tps = batch.map(|b| b.tokens_per_step());
         let total = eff
             .get("steps")
@@ -296,6 +296,7 @@ impl<'p> Checker<'p> {
         );
         let growths = super::rules::method_rules(
             &mut self.d,
+            def.name.span.file,
             total,
             batch.tokens_per_step(),
             start,
@@ -328,7 +329,12 @@ impl<'p> Checker<'p> {
     }
 
     /// `batch = S x C` or `batch = S`; C must equal the model's context (P0205).
-    fn batch(&mut self, v: &'p Value, model: Option<&Model>) -> Option<BatchSpec> {
+    fn batch(
+        &mut self,
+        v: &'p Value,
+        model: Option<&Model>,
+        home: crate::diagnostic::FileId,
+    ) -> Option<BatchSpec> {
         let d = &mut self.d;
         let (seq, ctx) = match &v.kind {
             ValueKind::Product(a, b) => {
@@ -368,7 +374,7 @@ impl<'p> Checker<'p> {
         }
         let context = match ctx {
             Some((c, span)) if c != model.context => {
-                d.push(
+                d.push(super::rehome(
                     Diagnostic::new(
                         Code::P0205,
                         span,
@@ -386,7 +392,8 @@ impl<'p> Checker<'p> {
                         "write `batch = {seq} x {}` or change the model's context",
                         model.context
                     )),
-                );
+                    home,
+                ));
                 return None;
             }
             Some((c, _)) => c,
