@@ -32,7 +32,7 @@ pub fn functions_of(kind: DefKind) -> &'static [&'static str] {
 }
 
 /// What kind a known function builds.
-fn kind_of_function(name: &str) -> Option<DefKind> {
+pub fn kind_of_function(name: &str) -> Option<DefKind> {
     [DefKind::Data, DefKind::Schedule, DefKind::Optimizer]
         .into_iter()
         .find(|k| functions_of(*k).contains(&name))
@@ -131,27 +131,7 @@ impl<'p> Checker<'p> {
             ValueKind::Call(f, args) => {
                 let wanted = functions_of(kind);
                 if !wanted.contains(&f.name.as_str()) {
-                    match kind_of_function(&f.name) {
-                        Some(other) => self.d.push(
-                            Diagnostic::new(
-                                Code::P0201,
-                                f.span,
-                                format!(
-                                    "expected {}, found a call to `{}` ({})",
-                                    kind.article(),
-                                    f.name,
-                                    other.article()
-                                ),
-                            )
-                            .with_label(format!("this makes {}", other.article()))
-                            .with_help(format!(
-                                "{} functions are {}",
-                                kind.noun(),
-                                super::suggest::one_of(wanted)
-                            )),
-                        ),
-                        None => self.not_a_function(f, kind),
-                    }
+                    self.not_a_function(f, kind);
                     return None;
                 }
                 let d = &mut self.d;

@@ -168,11 +168,12 @@ impl<'p> Checker<'p> {
 
     fn unknown_name(&mut self, n: &Ident, want: DefKind) {
         let names = self.env.names_of(want);
-        let help = suggest::did_you_mean(&n.name, names.iter().copied()).or_else(|| {
-            component::functions_of(want)
-                .contains(&n.name.as_str())
-                .then(|| format!("`{0}` is a function: call it, `{0}(...)`", n.name))
-        });
+        // `schedule = wsd` means the function more likely than a similar name.
+        let help = if component::functions_of(want).contains(&n.name.as_str()) {
+            Some(format!("`{0}` is a function: call it, `{0}(...)`", n.name))
+        } else {
+            suggest::did_you_mean(&n.name, names.iter().copied())
+        };
         let mut diag = Diagnostic::new(
             Code::P0103,
             n.span,

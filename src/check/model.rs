@@ -141,25 +141,62 @@ impl<'p> Checker<'p> {
 
     /// P0105 for `name(...)` where `name` is not a function of this kind.
     pub fn not_a_function(&mut self, f: &Ident, want: DefKind) {
-        let what = match self.env.get(&f.name) {
+        if let Some(other) = super::component::kind_of_function(&f.name) {
+            // A real function, of another kind: a type mismatch.
+            let funcs = super::component::functions_of(want);
+            let help = if funcs.is_empty() {
+                format!("write {} by name", want.article())
+            } else {
+                format!(
+                    "{} functions are {}",
+                    want.noun(),
+                    super::suggest::one_of(funcs)
+                )
+            };
+            self.d.push(
+                Diagnostic::new(
+                    Code::P0201,
+                    f.span,
+                    format!(
+                        "expected {}, found a call to `{}` ({})",
+                        want.article(),
+                        f.name,
+                        other.article()
+                    ),
+                )
+                .with_label(format!("this makes {}", other.article()))
+                .with_help(help),
+            );
+            return;
+        }
+        let def = self.env.get(&f.name);
+        let what = match def {
             Some(def) => format!("`{}` is {}, not a function", f.name, def.kind.article()),
             None => format!("unknown function `{}`", f.name),
         };
         let mut diag = Diagnostic::new(Code::P0105, f.span, what).with_label("not a function");
         let funcs = super::component::functions_of(want);
-        if want == DefKind::Model {
-            diag = diag.with_help(format!(
+        let help = match def {
+            Some(def) if def.kind == DefKind::Model && want == DefKind::Model => Some(format!(
                 "to change a model's fields write `{} {{ field: value }}`",
                 f.name
-            ));
-        } else if let Some(s) = super::suggest::did_you_mean(&f.name, funcs.iter().copied()) {
-            diag = diag.with_help(s);
-        } else if !funcs.is_empty() {
-            diag = diag.with_help(format!(
-                "{} functions are {}",
-                want.noun(),
-                super::suggest::one_of(funcs)
-            ));
+            )),
+            Some(def) if def.kind == want => Some(format!(
+                "refer to it by name, without arguments: `{}`",
+                f.name
+            )),
+            _ => super::suggest::did_you_mean(&f.name, funcs.iter().copied()).or_else(|| {
+                (!funcs.is_empty()).then(|| {
+                    format!(
+                        "{} functions are {}",
+                        want.noun(),
+                        super::suggest::one_of(funcs)
+                    )
+                })
+            }),
+        };
+        if let Some(h) = help {
+            diag = diag.with_help(h);
         }
         self.d.push(diag);
     }
