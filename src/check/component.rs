@@ -89,7 +89,13 @@ impl<'p> Checker<'p> {
             return None;
         };
         self.in_progress.push(name.name.clone());
+        let before = self.error_count();
         let result = self.component_value(value, kind, Some(&name.name));
+        let result = if self.error_count() > before {
+            None
+        } else {
+            result
+        };
         self.in_progress.pop();
         self.comps.insert(name.name.clone(), result.clone());
         result

@@ -102,9 +102,27 @@ impl<'p> Checker<'p> {
                 ..
             }
         );
+        let before = self.error_count();
         let result = self.model_fields(def).and_then(|merged| {
             self.typed_model(&def.name.name, def.name.span, &merged, !has_parent)
         });
+        // Any error in its own block, or a parent that failed, fails the model (silently for
+        // its users: the cause is already reported).
+        let mut result = if self.error_count() > before {
+            None
+        } else {
+            result
+        };
+        if let (
+            Some(_),
+            crate::syntax::ast::Item::Model {
+                parent: Some(p), ..
+            },
+        ) = (&result, def.item)
+            && self.named_model(p).is_none()
+        {
+            result = None;
+        }
         self.models.insert(name.name.clone(), result.clone());
         result
     }
@@ -126,7 +144,13 @@ impl<'p> Checker<'p> {
                     &mut self.d,
                 );
                 merge(&mut merged, bound);
-                self.typed_model(&base.name, n.span, &merged, false)
+                let before = self.error_count();
+                let model = self.typed_model(&base.name, n.span, &merged, false);
+                if self.error_count() > before {
+                    None
+                } else {
+                    model
+                }
             }
             ValueKind::Call(f, _) => {
                 self.not_a_function(f, DefKind::Model);

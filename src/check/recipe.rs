@@ -83,8 +83,11 @@ impl<'p> Checker<'p> {
         }
     }
 
-    fn effective(&mut self, def: Def<'p>, chain: &[Def<'p>]) -> Effective<'p> {
+    /// The statements in force, and whether an ancestor's own body has an error (reported
+    /// with the ancestor; the recipe then fails silently).
+    fn effective(&mut self, def: Def<'p>, chain: &[Def<'p>]) -> (Effective<'p>, bool) {
         let mut eff = Effective::default();
+        let mut inherited_error = false;
         for r in chain {
             let Item::Recipe { body, .. } = r.item else {
                 continue;
@@ -164,6 +167,8 @@ impl<'p> Checker<'p> {
             }
             if own {
                 self.d.extend(sink);
+            } else {
+                inherited_error |= sink.iter().any(|d| d.is_error());
             }
         }
         for (key, v) in &self.program.overrides {
@@ -171,7 +176,7 @@ impl<'p> Checker<'p> {
                 eff.set(key, v);
             }
         }
-        eff
+        (eff, inherited_error)
     }
 
     /// Resolves one recipe; `None` if it (or anything it uses) has an error.
@@ -179,7 +184,7 @@ impl<'p> Checker<'p> {
         let chain = self.chain(def)?;
         let has_parent = chain.len() > 1;
         let errors_before = self.error_count();
-        let eff = self.effective(def, &chain);
+        let (eff, inherited_error) = self.effective(def, &chain);
         let missing: Vec<&str> = REQUIRED
             .iter()
             .copied()
@@ -304,7 +309,7 @@ impl<'p> Checker<'p> {
             &schedule,
             drafts,
         )?;
-        if !complete || self.error_count() > errors_before {
+        if !complete || inherited_error || self.error_count() > errors_before {
             return None;
         }
         Some(RunSpec {
@@ -324,7 +329,7 @@ impl<'p> Checker<'p> {
         })
     }
 
-    fn error_count(&self) -> usize {
+    pub(super) fn error_count(&self) -> usize {
         self.d.iter().filter(|d| d.is_error()).count()
     }
 

@@ -587,3 +587,27 @@ fn inherited_problems_point_at_the_users_line() {
         );
     }
 }
+
+#[test]
+fn errors_propagate_silently_to_users() {
+    let src = "model m = gpt2_tiny { vocab: 1 }\n\
+               model m2 = m { }\n\
+               optimizer o = adamw(lr: 1e-3, betaz: (0.9, 0.9))\n\
+               recipe a = tiny_base { model = m }\n\
+               recipe b = tiny_base { model = m2 }\n\
+               recipe c = tiny_base { optimizer = o }\n\
+               recipe p = tiny_base { stpes = 5 }\n\
+               recipe q = p { }\n\
+               recipe ok = tiny_base { seed = 3 }";
+    let (spec, map, diags) = check_source("t.prog", &format!("{PRELUDE}{src}"), &[]);
+    let mine: Vec<String> = outside_std(&map, diags)
+        .iter()
+        .map(|d| d.code.to_string())
+        .collect();
+    assert_eq!(mine, ["P0104", "P0104", "P0104"]);
+    let names: Vec<&str> = spec.runs.iter().map(|r| r.name.as_str()).collect();
+    for bad in ["a", "b", "c", "p", "q"] {
+        assert!(!names.contains(&bad), "{bad} should not resolve");
+    }
+    assert!(names.contains(&"ok"));
+}
