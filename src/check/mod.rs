@@ -167,6 +167,9 @@ impl<'p> Checker<'p> {
     }
 
     fn unknown_name(&mut self, n: &Ident, want: DefKind) {
+        if self.env.is_broken(&n.name) {
+            return; // its definition has a syntax error, already reported
+        }
         let names = self.env.names_of(want);
         // `schedule = wsd` means the function more likely than a similar name.
         let help = if component::functions_of(want).contains(&n.name.as_str()) {

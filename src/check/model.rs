@@ -68,8 +68,8 @@ fn merge<'p>(into: &mut Merged<'p>, bound: Bound<'p>) {
 
 impl<'p> Checker<'p> {
     /// The fields of a named model with its ancestors' merged in; `None` when its chain is
-    /// broken (reported by `chain`). Field-level problems are reported for the model's own
-    /// block only when `report` (each block is reported once, as its own model).
+    /// broken (reported by `chain`). Unknown or repeated keys are reported for the model's own
+    /// block only: each ancestor's block is reported when that ancestor is checked.
     fn model_fields(&mut self, def: Def<'p>) -> Option<Merged<'p>> {
         let chain = self.chain(def)?;
         let mut merged = Merged::new();

@@ -254,11 +254,11 @@ impl<'p> Checker<'p> {
         let eval_batches = eff.get("eval_batches").map_or(Some(4), |(_, v)| {
             value::integer(v, "eval_batches", 1, d).map(|x| x as usize)
         });
-        let (total_or_1, tps_or_1) = (total.unwrap_or(1), tps.unwrap_or(1));
+        // Times resolve only once the run length and batch are known (no cascade otherwise).
         let eval_every = match eff.get("eval_every") {
             None => total.map(|t| (t / 20).max(1)),
             Some((_, v)) => value::time(v, "eval_every", d).and_then(|t| {
-                let s = t.steps(total_or_1, tps_or_1, d);
+                let s = t.steps(total?, tps?, d);
                 if s == 0 {
                     value::out_of_range(
                         v.span,
@@ -275,7 +275,7 @@ impl<'p> Checker<'p> {
         let checkpoint_every = match eff.get("checkpoint_every") {
             None => Some(0),
             Some((_, v)) => {
-                value::time(v, "checkpoint_every", d).map(|t| t.steps(total_or_1, tps_or_1, d))
+                value::time(v, "checkpoint_every", d).and_then(|t| Some(t.steps(total?, tps?, d)))
             }
         };
         let start = match eff.start {

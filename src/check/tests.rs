@@ -611,3 +611,17 @@ fn errors_propagate_silently_to_users() {
     }
     assert!(names.contains(&"ok"));
 }
+
+#[test]
+fn a_definition_with_a_syntax_error_is_not_also_unknown() {
+    let src = "recipe a = tiny_base { steps = }\nrecipe b = a { seed = 1 }\n\
+               experiment ex { runs: [a, b], reference: a }";
+    let (spec, map, diags) = check_source("t.prog", &format!("{PRELUDE}{src}"), &[]);
+    let codes: Vec<String> = outside_std(&map, diags)
+        .iter()
+        .map(|d| d.code.to_string())
+        .collect();
+    assert_eq!(codes, ["P0001"]);
+    assert!(spec.runs.iter().all(|r| r.name != "b"));
+    assert!(spec.experiments.iter().all(|e| e.name != "ex"));
+}
