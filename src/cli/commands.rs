@@ -137,7 +137,7 @@ fn unknown_selection(flag: &str, name: &str, known: &[String], what: &str) -> (D
     let mut diag = Diagnostic::new(Code::P0111, span, format!("no {what} named `{name}`"))
         .with_label(format!("not a {what} of this program"));
     diag = match did_you_mean(name, known.iter().map(String::as_str)) {
-        Some(s) => diag.with_help(format!("did you mean `{s}`?")),
+        Some(s) => diag.with_help(s),
         None if known.is_empty() => diag.with_help(format!("this program defines no {what}")),
         None => diag.with_help(format!("the program defines: {}", known.join(", "))),
     };
@@ -291,7 +291,7 @@ fn cmd_explain(code: Option<&str>) -> i32 {
             eprintln!("error: no diagnostic code `{code}`");
             let names = CODES.iter().map(|c| c.name);
             match did_you_mean(&code.to_uppercase(), names) {
-                Some(s) => eprintln!("  help: did you mean `{s}`? (`progc explain` lists every code)"),
+                Some(s) => eprintln!("  help: {s} (`progc explain` lists every code)"),
                 None => eprintln!("  help: codes look like P0402; `progc explain` lists every code"),
             }
             EXIT_USER

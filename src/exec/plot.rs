@@ -31,6 +31,30 @@ const VAL_COLOR: RGBColor = RGBColor(214, 39, 40);
 const GROWTH_COLOR: RGBColor = RGBColor(90, 90, 90);
 const GRID_COLOR: RGBColor = RGBColor(225, 225, 225);
 
+/// One curve of a figure.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Draw a dot at every point (sparse data such as evaluations).
+    pub dots: bool,
+    /// Points highlighted with a ring (e.g. where this run grew).
+    pub marks: Vec<(f64, f64)>,
+}
+
+/// A line chart: several series, optional vertical dashed markers, axis names.
+#[derive(Clone, Debug, Default)]
+pub struct Figure {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    /// x positions of vertical dashed lines (e.g. growth steps).
+    pub markers: Vec<f64>,
+    /// Legend name of the markers and rings.
+    pub marker_name: String,
+}
+
 /// Loss curves (train, and val points) against step, growth steps as vertical markers; writes
 /// both a PNG and an SVG.
 pub fn plot_losses(
@@ -40,12 +64,37 @@ pub fn plot_losses(
     png: &Path,
     svg: &Path,
 ) -> Result<(), ExecError> {
-    let data = PlotData::new(rows, growth_steps);
+    let train = rows
+        .iter()
+        .filter(|r| r.train_loss.is_finite())
+        .map(|r| (r.step as f64, r.train_loss))
+        .collect();
+    let val = rows
+        .iter()
+        .filter_map(|r| r.val_loss.filter(|v| v.is_finite()).map(|v| (r.step as f64, v)))
+        .collect();
+    let figure = Figure {
+        title: title.to_string(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        series: vec![
+            Series { name: "train".into(), points: train, ..Series::default() },
+            Series { name: "val".into(), points: val, dots: true, ..Series::default() },
+        ],
+        markers: growth_steps.iter().map(|&g| g as f64).collect(),
+        marker_name: "growth".into(),
+    };
+    plot_figure(&figure, png, svg)
+}
+
+/// Writes `figure` as an SVG (real text) and a PNG (stroke-font labels), both atomically.
+pub fn plot_figure(figure: &Figure, png: &Path, svg: &Path) -> Result<(), ExecError> {
+    let data = PlotData::new(figure);
 
     let mut svg_text = String::new();
     {
         let root = SVGBackend::with_string(&mut svg_text, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, &data, title, Labels::Text).map_err(|e| plot_error(svg, e))?;
+        draw(&root, &data, figure, Labels::Text).map_err(|e| plot_error(svg, e))?;
         root.present().map_err(|e| plot_error(svg, e.to_string()))?;
     }
     write_atomic(svg, svg_text.as_bytes()).map_err(|e| ExecError::io("write plot", svg, e))?;
@@ -59,7 +108,7 @@ pub fn plot_losses(
     let tmp = png.with_file_name(format!(".{name}.tmp-{}.png", std::process::id()));
     let result = (|| {
         let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, &data, title, Labels::Strokes)?;
+        draw(&root, &data, figure, Labels::Strokes)?;
         root.present().map_err(|e| e.to_string())
     })();
     let result = result
@@ -78,55 +127,53 @@ fn plot_error(path: &Path, e: String) -> ExecError {
     )
 }
 
-/// The points and axis ranges of one plot.
+/// Series colors, in order (the first two are the single-run train/val colors).
+const PALETTE: [RGBColor; 8] = [
+    TRAIN_COLOR,
+    VAL_COLOR,
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// The finite points and axis ranges of one figure.
 struct PlotData {
-    train: Vec<(f64, f64)>,
-    val: Vec<(f64, f64)>,
-    growth: Vec<f64>,
+    series: Vec<Vec<(f64, f64)>>,
+    marks: Vec<Vec<(f64, f64)>>,
     x: (f64, f64),
     y: (f64, f64),
 }
 
 impl PlotData {
-    fn new(rows: &[MetricRow], growth_steps: &[u64]) -> PlotData {
-        let train: Vec<(f64, f64)> = rows
+    fn new(figure: &Figure) -> PlotData {
+        let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+        let series: Vec<Vec<(f64, f64)>> = figure
+            .series
             .iter()
-            .filter(|r| r.train_loss.is_finite())
-            .map(|r| (r.step as f64, r.train_loss))
+            .map(|s| s.points.iter().filter(finite).copied().collect())
             .collect();
-        let val: Vec<(f64, f64)> = rows
+        let marks: Vec<Vec<(f64, f64)>> = figure
+            .series
             .iter()
-            .filter_map(|r| {
-                r.val_loss
-                    .filter(|v| v.is_finite())
-                    .map(|v| (r.step as f64, v))
-            })
+            .map(|s| s.marks.iter().filter(finite).copied().collect())
             .collect();
-        let growth: Vec<f64> = growth_steps.iter().map(|&g| g as f64).collect();
-
-        let xs = train
-            .iter()
-            .chain(&val)
+        let all = || series.iter().flatten();
+        let x_max = all()
             .map(|p| p.0)
-            .chain(growth.iter().copied());
-        let x_max = xs.fold(0.0f64, f64::max).max(1.0);
-        let ys: Vec<f64> = train.iter().chain(&val).map(|p| p.1).collect();
-        let (mut lo, mut hi) = ys
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
-                (a.min(y), b.max(y))
-            });
+            .chain(figure.markers.iter().copied().filter(|m| m.is_finite()))
+            .fold(0.0f64, f64::max)
+            .max(1.0);
+        let (mut lo, mut hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
         if !lo.is_finite() {
             (lo, hi) = (0.0, 1.0);
         }
         let pad = if hi > lo { 0.04 * (hi - lo) } else { 0.5 };
-        PlotData {
-            train,
-            val,
-            growth,
-            x: (0.0, x_max),
-            y: (lo - pad, hi + pad),
-        }
+        PlotData { series, marks, x: (0.0, x_max), y: (lo - pad, hi + pad) }
     }
 }
 
@@ -140,7 +187,7 @@ enum Labels {
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     data: &PlotData,
-    title: &str,
+    figure: &Figure,
     labels: Labels,
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
@@ -160,18 +207,12 @@ fn draw<DB: DrawingBackend>(
     let grid = ShapeStyle::from(&GRID_COLOR).stroke_width(1);
     for &x in &x_ticks.values {
         chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x, y0), (x, y1)],
-                grid,
-            )))
+            .draw_series(std::iter::once(PathElement::new(vec![(x, y0), (x, y1)], grid)))
             .map_err(err)?;
     }
     for &y in &y_ticks.values {
         chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x0, y), (x1, y)],
-                grid,
-            )))
+            .draw_series(std::iter::once(PathElement::new(vec![(x0, y), (x1, y)], grid)))
             .map_err(err)?;
     }
     let frame = ShapeStyle::from(&BLACK).stroke_width(1);
@@ -183,100 +224,59 @@ fn draw<DB: DrawingBackend>(
         .map_err(err)?;
 
     let growth = ShapeStyle::from(&GROWTH_COLOR).stroke_width(2);
-    for &g in &data.growth {
+    for &g in &figure.markers {
         chart
             .draw_series(DashedLineSeries::new(vec![(g, y0), (g, y1)], 8, 6, growth))
             .map_err(err)?;
     }
-    chart
-        .draw_series(LineSeries::new(
-            data.train.iter().copied(),
-            TRAIN_COLOR.stroke_width(1),
-        ))
-        .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(
-            data.val.iter().copied(),
-            VAL_COLOR.stroke_width(1),
-        ))
-        .map_err(err)?;
-    chart
-        .draw_series(
-            data.val
-                .iter()
-                .map(|&p| Circle::new(p, 3, VAL_COLOR.filled())),
-        )
-        .map_err(err)?;
+    for (i, (points, spec)) in data.series.iter().zip(&figure.series).enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(1)))
+            .map_err(err)?;
+        if spec.dots {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(err)?;
+        }
+        chart
+            .draw_series(data.marks[i].iter().map(|&p| Circle::new(p, 7, color.stroke_width(2))))
+            .map_err(err)?;
+    }
 
     // Ticks and labels, in pixel coordinates of the root area.
     let mut text = Painter { root, labels };
     for &x in &x_ticks.values {
         let (px, py) = chart.backend_coord(&(x, y0));
         text.line((px, py), (px, py + 5), &BLACK)?;
-        text.label(
-            &x_ticks.format(x),
-            (px, py + 9),
-            HPos::Center,
-            VPos::Top,
-            13,
-            &BLACK,
-        )?;
+        text.label(&x_ticks.format(x), (px, py + 9), HPos::Center, VPos::Top, 13, &BLACK)?;
     }
     for &y in &y_ticks.values {
         let (px, py) = chart.backend_coord(&(x0, y));
         text.line((px - 5, py), (px, py), &BLACK)?;
-        text.label(
-            &y_ticks.format(y),
-            (px - 9, py),
-            HPos::Right,
-            VPos::Center,
-            13,
-            &BLACK,
-        )?;
+        text.label(&y_ticks.format(y), (px - 9, py), HPos::Right, VPos::Center, 13, &BLACK)?;
     }
     let (left, bottom) = chart.backend_coord(&(x0, y0));
     let (right, top) = chart.backend_coord(&(x1, y1));
-    text.label(
-        "step",
-        ((left + right) / 2, bottom + 34),
-        HPos::Center,
-        VPos::Top,
-        15,
-        &BLACK,
-    )?;
-    text.label(
-        "loss",
-        (left, top - 8),
-        HPos::Center,
-        VPos::Bottom,
-        15,
-        &BLACK,
-    )?;
-    text.label(
-        title,
-        ((left + right) / 2, 12),
-        HPos::Center,
-        VPos::Top,
-        19,
-        &BLACK,
-    )?;
+    let mid = (left + right) / 2;
+    text.label(&figure.x_label, (mid, bottom + 34), HPos::Center, VPos::Top, 15, &BLACK)?;
+    text.label(&figure.y_label, (left, top - 8), HPos::Center, VPos::Bottom, 15, &BLACK)?;
+    text.label(&figure.title, (mid, 12), HPos::Center, VPos::Top, 19, &BLACK)?;
 
     // Legend, top right inside the frame.
-    let entries: [(&str, &RGBColor, bool); 3] = [
-        ("train", &TRAIN_COLOR, false),
-        ("val", &VAL_COLOR, false),
-        ("growth", &GROWTH_COLOR, true),
-    ];
-    let (lx, mut ly) = (right - 120, top + 16);
-    for (name, color, dashed) in entries {
-        if dashed {
-            text.line((lx, ly), (lx + 10, ly), color)?;
-            text.line((lx + 16, ly), (lx + 26, ly), color)?;
-        } else {
-            text.line((lx, ly), (lx + 26, ly), color)?;
-        }
-        text.label(name, (lx + 34, ly), HPos::Left, VPos::Center, 13, &BLACK)?;
+    let has_marks = !figure.markers.is_empty() || data.marks.iter().any(|m| !m.is_empty());
+    let longest = figure.series.iter().map(|s| s.name.len()).max().unwrap_or(0).max(6);
+    let (lx, mut ly) = (right - 44 - 8 * longest as i32, top + 16);
+    for (i, s) in figure.series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        text.line((lx, ly), (lx + 26, ly), &color)?;
+        text.label(&s.name, (lx + 34, ly), HPos::Left, VPos::Center, 13, &BLACK)?;
         ly += 20;
+    }
+    if has_marks {
+        text.line((lx, ly), (lx + 10, ly), &GROWTH_COLOR)?;
+        text.line((lx + 16, ly), (lx + 26, ly), &GROWTH_COLOR)?;
+        text.label(&figure.marker_name, (lx + 34, ly), HPos::Left, VPos::Center, 13, &BLACK)?;
     }
     Ok(())
 }
