@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod report;
 pub mod rng;
 pub mod train;
 
