@@ -1,0 +1,185 @@
+//! Running an experiment: every run of its plan, each shared prefix trained once.
+//!
+//! Invariants:
+//! - runs are trained in plan order; before a run trains, every later run that branches off it
+//!   at step `s` (the end of their last shared plan node) gets a checkpoint at `s`, written by
+//!   this run (`checkpoints/step-<s>.ckpt`);
+//! - a run whose prefix `[0, s)` is shared with an earlier run starts from that run's
+//!   checkpoint at `s` (re-stamped with its own recipe hash: the plan guarantees the state is
+//!   identical) and a copy of its metrics before `s`, so the prefix is never retrained;
+//! - a finished run (`summary.json` present, all steps done) is never redone, and an
+//!   interrupted one resumes from its latest checkpoint: re-running the same command continues
+//!   an interrupted experiment;
+//! - every stretch of training is logged to `trained.jsonl` (`{run, from, to}`), the record of
+//!   what was actually computed.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{run_hash, Checkpoint};
+use super::data::write_atomic;
+use super::device::DeviceChoice;
+use super::error::{ErrorKind, ExecError};
+use super::metrics::{read_metrics, MetricsWriter, Summary};
+use super::report::{write_report, ExperimentReport};
+use super::train::{self, RunOptions};
+use crate::plan::ir::{Plan, RunPlan};
+
+pub struct ExperimentOptions {
+    pub device: DeviceChoice,
+    pub out_dir: PathBuf,
+    pub progress: bool,
+    /// Stop (cleanly, resumable) once the run being trained reaches this global step.
+    pub stop_after: Option<u64>,
+}
+
+/// One stretch of actual training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    pub run: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Steps `[0, s)` that runs `a` and `b` of `plan` share (the end of their last common node).
+pub fn shared_steps(plan: &Plan, a: &RunPlan, b: &RunPlan) -> u64 {
+    a.nodes
+        .iter()
+        .zip(&b.nodes)
+        .take_while(|(x, y)| x == y)
+        .last()
+        .map_or(0, |(n, _)| plan.graph[*n].segment.end_step)
+}
+
+fn io(action: &str, path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
+    let action = action.to_string();
+    move |e| ExecError::io(&action, path, e)
+}
+
+/// Writes the plan to `dir/experiment.json`, or checks that the one there is the same.
+fn claim_dir(dir: &Path, plan: &Plan) -> Result<(), ExecError> {
+    fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+    let path = dir.join("experiment.json");
+    let json = serde_json::to_string_pretty(plan)
+        .map_err(|e| ExecError::new(ErrorKind::Internal, format!("cannot serialize the plan: {e}")))?;
+    match fs::read_to_string(&path) {
+        Ok(existing) if existing == json => Ok(()),
+        Ok(_) => Err(ExecError::new(
+            ErrorKind::Checkpoint,
+            format!("{} holds a different experiment (or the recipe changed)", dir.display()),
+        )
+        .with_help("choose another --out directory, or delete that one to start afresh")),
+        Err(_) => write_atomic(&path, json.as_bytes()).map_err(io("write", &path)),
+    }
+}
+
+/// Reads `dir/experiment.json`.
+pub fn read_plan(dir: &Path) -> Result<Plan, ExecError> {
+    let path = dir.join("experiment.json");
+    let text = fs::read_to_string(&path).map_err(|e| {
+        ExecError::io("read", &path, e)
+            .with_help("point at the output directory of `progc run FILE --experiment NAME`")
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        ExecError::new(ErrorKind::Checkpoint, format!("{} is damaged: {e}", path.display()))
+    })
+}
+
+fn log_trained(dir: &Path, t: &Trained) -> Result<(), ExecError> {
+    let path = dir.join("trained.jsonl");
+    let mut f = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io("open", &path))?;
+    let line = serde_json::to_string(t).unwrap_or_default();
+    writeln!(f, "{line}").map_err(io("write", &path))
+}
+
+/// Every stretch of training recorded in `dir/trained.jsonl`.
+pub fn read_trained(dir: &Path) -> Result<Vec<Trained>, ExecError> {
+    let path = dir.join("trained.jsonl");
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(ExecError::io("read", &path, e)),
+    }
+}
+
+fn finished(dir: &Path, rp: &RunPlan) -> bool {
+    Summary::read(&dir.join("summary.json")).is_ok_and(|s| s.total_steps == rp.spec.total_steps)
+}
+
+/// Starts `rp` in `dir` from `donor`'s checkpoint at step `s`: the prefix is not retrained.
+fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, ExecError> {
+    let ck_path = donor.join("checkpoints").join(format!("step-{s}.ckpt"));
+    if !ck_path.exists() {
+        return Ok(false);
+    }
+    let mut ck = Checkpoint::read(&ck_path)?;
+    ck.run_hash = run_hash(&rp.spec);
+    fs::create_dir_all(dir.join("checkpoints")).map_err(io("create directory", dir))?;
+    ck.write(&dir.join("checkpoints").join("latest.ckpt"))?;
+    let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"))?;
+    for row in read_metrics(&donor.join("metrics.jsonl"))?.iter().filter(|r| r.step < s) {
+        metrics.write(row)?;
+    }
+    let json = serde_json::to_string_pretty(rp).unwrap_or_default();
+    let path = dir.join("run.json");
+    write_atomic(&path, json.as_bytes()).map_err(io("write", &path))?;
+    Ok(true)
+}
+
+/// Runs (or continues) every run of `plan`, then writes the report. `Ok(None)` when it stopped
+/// early at `stop_after`.
+pub fn run_experiment(plan: &Plan, opts: &ExperimentOptions) -> Result<Option<ExperimentReport>, ExecError> {
+    let root = &opts.out_dir;
+    claim_dir(root, plan)?;
+    for (i, rp) in plan.runs.iter().enumerate() {
+        let name = &rp.spec.name;
+        let dir = root.join(name);
+        if finished(&dir, rp) {
+            eprintln!("experiment: `{name}` already finished");
+            continue;
+        }
+        // Steps where later runs branch off this one: checkpoint there.
+        let checkpoint_at: Vec<u64> = plan.runs[i + 1..]
+            .iter()
+            .map(|later| shared_steps(plan, rp, later))
+            .filter(|&s| s > 0 && s < rp.spec.total_steps)
+            .collect();
+        let run_opts = RunOptions {
+            device: opts.device,
+            out_dir: dir.clone(),
+            progress: opts.progress,
+            stop_after: opts.stop_after,
+            checkpoint_at,
+        };
+        let latest = dir.join("checkpoints").join("latest.ckpt");
+        let mut from = 0;
+        if !latest.exists() {
+            // The longest prefix an earlier run already trained.
+            let donor = plan.runs[..i]
+                .iter()
+                .map(|d| (d, shared_steps(plan, d, rp)))
+                .filter(|&(_, s)| s > 0)
+                .max_by_key(|&(_, s)| s);
+            if let Some((d, s)) = donor {
+                if seed_from(&root.join(&d.spec.name), &dir, rp, s)? {
+                    eprintln!("experiment: `{name}` starts from `{}` at step {s} (shared prefix)", d.spec.name);
+                }
+            }
+        }
+        let summary = if latest.exists() {
+            from = Checkpoint::read(&latest)?.step;
+            train::resume(&dir, &run_opts)?
+        } else {
+            eprintln!("experiment: training `{name}`");
+            train::run(rp, &run_opts)?
+        };
+        log_trained(root, &Trained { run: name.clone(), from, to: summary.total_steps })?;
+        if summary.total_steps < rp.spec.total_steps {
+            return Ok(None); // stopped early on request
+        }
+    }
+    write_report(root, plan).map(Some)
+}
