@@ -41,7 +41,7 @@ use super::model::Gpt2;
 use super::optim::Optimizer;
 use super::plot::plot_losses;
 use super::rng::splitmix64;
-use crate::plan::flops::{Flops, exact_flops_per_token};
+use crate::plan::flops::Flops;
 use crate::plan::ir::RunPlan;
 use crate::plan::schedule::lr_factor;
 use crate::plan::spec::{GrowthSpec, InitSpec, ModelSpec, OptStatePolicy, RunSpec};
@@ -459,11 +459,6 @@ fn diverged(step: u64, segment: usize, depth: usize, loss: f64, dir: &Path) -> E
         "lower the peak learning rate or add gradient clipping; the last good checkpoint is {}",
         latest_path(dir).display()
     ))
-}
-
-/// Per-step training FLOPs at `depth` (exact convention), for progress estimates.
-pub fn step_flops(spec: &RunSpec, depth: usize) -> f64 {
-    exact_flops_per_token(&spec.model, depth) * spec.batch.tokens_per_step() as f64
 }
 
 #[cfg(test)]
