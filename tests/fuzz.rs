@@ -53,9 +53,92 @@ const TOKENS: &[&str] = &[
     "0.5", "18446744073709551616", "16 x 128", "é", "日本", "\u{1F600}", "\u{0}", "\r\n",
 ];
 
-/// A random string: raw bytes (made valid with `from_utf8_lossy`), or grammar tokens.
+/// Numbers and times, ordinary and extreme, for structured recipes.
+#[rustfmt::skip]
+const NUMBERS: &[&str] = &[
+    "0", "1", "2", "4", "6", "8", "128", "600", "-1", "0.5", "1e999", "-1e999", "1e-300",
+    "18446744073709551616", "1B", "80%", "0%", "100%", "150%", "-20%", "50%", "700 steps",
+    "1M tokens", "3 tokens", "2048 tokens", "12 stpes", "\"6\"", "(1, 2)", "[6]", "gpt2_tiny",
+];
+
+/// A syntactically plausible recipe whose values are each either sane or drawn from
+/// `NUMBERS`: reaches deep into the checker, and often passes it.
+fn random_recipe(rng: &mut Rng) -> String {
+    // Each slot keeps its sane value two times in three.
+    fn slots(rng: &mut Rng, sane: &[&'static str]) -> Vec<&'static str> {
+        sane.iter()
+            .map(|v| {
+                if rng.below(3) == 0 {
+                    *rng.pick(NUMBERS)
+                } else {
+                    *v
+                }
+            })
+            .collect()
+    }
+    let m = slots(rng, &["128", "4", "6", "128"]);
+    let sch = slots(rng, &["2%", "10%", "0"]);
+    let opt = slots(rng, &["2e-3", "0.9", "0.95"]);
+    let run = slots(rng, &["600", "16", "128", "0", "50", "0"]);
+    let mut s = format!(
+        "import \"std/gpt2.prog\"\nimport \"std/schedules.prog\"\n\
+         data emma = text(\"data/emma.txt\", tokenizer: bytes, val: 10%)\n\
+         model m = gpt2_tiny {{ width: {}, heads: {}, depth: {}, context: {} }}\n\
+         schedule sch = wsd(warmup: {}, decay: {}, floor: {})\n\
+         optimizer opt = adamw(lr: {}, betas: ({}, {}))\n\
+         recipe r {{\n  model = m\n  data = emma\n  optimizer = opt\n  schedule = sch\n\x20 \
+         steps = {}\n  batch = {} x {}\n  seed = {}\n  eval_every = {}\n  start depth {}\n",
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        sch[0],
+        sch[1],
+        sch[2],
+        opt[0],
+        opt[1],
+        opt[2],
+        run[0],
+        run[1],
+        run[2],
+        run[3],
+        run[4],
+        run[5]
+    );
+    const INITS: &[&str] = &[
+        "random",
+        "copy(stack)",
+        "copy(last)",
+        "zero",
+        "zero_out",
+        "copy",
+    ];
+    const STATES: &[&str] = &["keep", "reset", "copy"];
+    let sane_growths: &[(&'static str, &'static str)] = match rng.below(3) {
+        0 => &[],
+        1 => &[("80%", "6")],
+        _ => &[("40%", "2"), ("80%", "6")],
+    };
+    for (at, to) in sane_growths {
+        let g = slots(rng, &[at, to]);
+        let (init, state) = (*rng.pick(INITS), *rng.pick(STATES));
+        s += &format!(
+            "  grow at {} to depth {} {{ init: {init}, optimizer_state: {state} }}\n",
+            g[0], g[1]
+        );
+    }
+    s += "}\nrecipe r2 = r { }\n";
+    if rng.below(2) == 0 {
+        s += "experiment e { runs: [r, r2], reference: r }\n";
+    }
+    s
+}
+
+/// A random string: raw bytes (made valid with `from_utf8_lossy`), grammar tokens, or a
+/// recipe with random values.
 fn random_source(rng: &mut Rng) -> String {
-    match rng.below(4) {
+    match rng.below(5) {
+        4 => random_recipe(rng),
         0 => {
             let len = rng.below(200);
             let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
