@@ -1,0 +1,589 @@
+//! Data, schedules and optimizers: named (`schedule wsd_paper = wsd(...)`, checked once) or
+//! written inline in a recipe, plus the growth `init` values.
+//!
+//! Invariant: a schedule is kept as a `SchedDraft` (times unresolved) until the run length is
+//! known; everything else is fully resolved here.
+
+use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::plan::spec::{
+    AdamWSpec, CopyLayout, DataSpec, DecayShape, InitSpec, LrMultipliers, MuonSpec, OptimizerSpec,
+    ScheduleSpec, Tokenizer,
+};
+use crate::syntax::ast::{Ident, Value, ValueKind};
+
+use super::Checker;
+use super::env::DefKind;
+use super::fields::{Bound, bind_args};
+use super::value::{self, Sink, Time, TimeKind, fmt_num};
+
+pub const DATA_FUNCS: &[&str] = &["text"];
+pub const SCHEDULE_FUNCS: &[&str] = &["wsd", "cosine", "constant"];
+pub const OPTIMIZER_FUNCS: &[&str] = &["adamw", "muon"];
+pub const INIT_OPTIONS: &[&str] = &["random", "copy", "zero", "zero_out"];
+
+/// The functions that build a value of kind `kind`.
+pub fn functions_of(kind: DefKind) -> &'static [&'static str] {
+    match kind {
+        DefKind::Data => DATA_FUNCS,
+        DefKind::Schedule => SCHEDULE_FUNCS,
+        DefKind::Optimizer => OPTIMIZER_FUNCS,
+        _ => &[],
+    }
+}
+
+/// What kind a known function builds.
+fn kind_of_function(name: &str) -> Option<DefKind> {
+    [DefKind::Data, DefKind::Schedule, DefKind::Optimizer]
+        .into_iter()
+        .find(|k| functions_of(*k).contains(&name))
+}
+
+/// A schedule with its times not yet in steps.
+#[derive(Clone, Copy, Debug)]
+pub enum SchedDraft {
+    Wsd {
+        warmup: Time,
+        decay: Time,
+        shape: DecayShape,
+        floor: f64,
+    },
+    Cosine {
+        warmup: Time,
+        floor: f64,
+    },
+    Constant {
+        warmup: Time,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub enum Component {
+    Data(DataSpec),
+    Schedule(SchedDraft),
+    Optimizer(OptimizerSpec),
+}
+
+impl<'p> Checker<'p> {
+    /// A named data, schedule or optimizer definition, checked once.
+    pub fn named_component(&mut self, name: &'p Ident, kind: DefKind) -> Option<Component> {
+        if let Some(c) = self.comps.get(&name.name) {
+            return c.clone();
+        }
+        if self.in_progress.contains(&name.name) {
+            let mut names = self.in_progress.clone();
+            names.push(name.name.clone());
+            let def = self.env.get(&name.name)?;
+            self.d.push(
+                Diagnostic::new(
+                    Code::P0109,
+                    def.name.span,
+                    format!("`{}` is defined in terms of itself", name.name),
+                )
+                .with_label(names.join(" -> "))
+                .with_help("give one of them a value of its own"),
+            );
+            return None;
+        }
+        let def = self.env.get(&name.name)?;
+        let crate::syntax::ast::Item::Let { value, .. } = def.item else {
+            return None;
+        };
+        self.in_progress.push(name.name.clone());
+        let result = self.component_value(value, kind, Some(&name.name));
+        self.in_progress.pop();
+        self.comps.insert(name.name.clone(), result.clone());
+        result
+    }
+
+    /// A value of kind `kind`: a reference to a definition or a call. `name` names a data
+    /// definition (inline data is named after its path).
+    pub fn component_value(
+        &mut self,
+        v: &'p Value,
+        kind: DefKind,
+        name: Option<&str>,
+    ) -> Option<Component> {
+        match &v.kind {
+            ValueKind::Ref(n, overrides) => {
+                let def = self.lookup(n, kind)?;
+                if let Some(fields) = overrides {
+                    let span = fields.first().map(|f| f.key.span).unwrap_or(n.span);
+                    self.d.push(
+                        Diagnostic::new(
+                            Code::P0201,
+                            span,
+                            format!(
+                                "only models take an override block, `{}` is {}",
+                                n.name,
+                                kind.article()
+                            ),
+                        )
+                        .with_label("not a model")
+                        .with_help(format!(
+                            "define a new {} with the values you want",
+                            kind.noun()
+                        )),
+                    );
+                    return None;
+                }
+                self.named_component(def.name, kind)
+            }
+            ValueKind::Call(f, args) => {
+                let wanted = functions_of(kind);
+                if !wanted.contains(&f.name.as_str()) {
+                    match kind_of_function(&f.name) {
+                        Some(other) => self.d.push(
+                            Diagnostic::new(
+                                Code::P0201,
+                                f.span,
+                                format!(
+                                    "expected {}, found a call to `{}` ({})",
+                                    kind.article(),
+                                    f.name,
+                                    other.article()
+                                ),
+                            )
+                            .with_label(format!("this makes {}", other.article()))
+                            .with_help(format!(
+                                "{} functions are {}",
+                                kind.noun(),
+                                super::suggest::one_of(wanted)
+                            )),
+                        ),
+                        None => self.not_a_function(f, kind),
+                    }
+                    return None;
+                }
+                let d = &mut self.d;
+                match f.name.as_str() {
+                    "text" => {
+                        let b = bind_args(f, args, &["path", "tokenizer", "val"], d);
+                        self.text(f, &b, name).map(Component::Data)
+                    }
+                    "wsd" | "cosine" | "constant" => schedule(f, args, d).map(Component::Schedule),
+                    _ => self.optimizer_call(f, args).map(Component::Optimizer),
+                }
+            }
+            _ => {
+                value::mismatch(v, kind.article(), &mut self.d);
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, f: &Ident, b: &Bound<'p>, name: Option<&str>) -> Option<DataSpec> {
+        let d = &mut self.d;
+        let path = match b.get("path") {
+            Some(v) => value::string(v, d),
+            None => {
+                d.push(
+                    Diagnostic::new(Code::P0107, f.span, "`text(...)` has no `path`")
+                        .with_label("`path` missing")
+                        .with_help("give the corpus file: `text(\"data/emma.txt\")`"),
+                );
+                None
+            }
+        };
+        let tokenizer = match b.get("tokenizer") {
+            Some(v) => value::option(v, "tokenizer", &["gpt2", "bytes"], d).map(|t| {
+                if t == "bytes" {
+                    Tokenizer::Bytes
+                } else {
+                    Tokenizer::Gpt2
+                }
+            }),
+            None => Some(Tokenizer::Gpt2),
+        };
+        let val = match b.get("val") {
+            Some(v) => value::fraction(v, "val", d).and_then(|x| {
+                if x <= 0.0 || x >= 1.0 {
+                    value::out_of_range(
+                        v.span,
+                        format!(
+                            "`val` must be strictly between 0 and 100%, found {}",
+                            fmt_num(x)
+                        ),
+                        Some(
+                            "the validation set is a held-out tail of the corpus, e.g. `val: 10%`",
+                        ),
+                        d,
+                    );
+                    None
+                } else {
+                    Some(x)
+                }
+            }),
+            None => Some(0.1),
+        };
+        let path = path?.to_string();
+        Some(DataSpec {
+            name: name.map(str::to_string).unwrap_or_else(|| path.clone()),
+            resolved_path: self.program.resolve_path(f.span.file, &path),
+            path,
+            tokenizer: tokenizer?,
+            val_fraction: val?,
+        })
+    }
+
+    fn optimizer_call(
+        &mut self,
+        f: &'p Ident,
+        args: &'p [crate::syntax::ast::Arg],
+    ) -> Option<OptimizerSpec> {
+        if f.name == "adamw" {
+            return adamw(f, args, &mut self.d).map(OptimizerSpec::Adamw);
+        }
+        let d = &mut self.d;
+        let b = bind_args(
+            f,
+            args,
+            &[
+                "lr",
+                "momentum",
+                "nesterov",
+                "ns_steps",
+                "weight_decay",
+                "adam",
+            ],
+            d,
+        );
+        let lr = lr(f, &b, d);
+        let momentum = match b.get("momentum") {
+            Some(v) => unit_interval_open(v, "momentum", d),
+            None => Some(0.95),
+        };
+        let nesterov = b
+            .get("nesterov")
+            .map_or(Some(true), |v| value::boolean(v, "nesterov", d));
+        let ns_steps = b.get("ns_steps").map_or(Some(5), |v| {
+            value::integer(v, "ns_steps", 1, d).map(|x| x as usize)
+        });
+        let weight_decay = b.get("weight_decay").map_or(Some(0.01), |v| {
+            value::non_negative(v, "weight_decay", false, d)
+        });
+        let adam = match b.get("adam") {
+            None => Some(default_adamw(6e-4)),
+            Some(v) => match self.component_value(v, DefKind::Optimizer, None) {
+                Some(Component::Optimizer(OptimizerSpec::Adamw(a))) => Some(a),
+                Some(_) => {
+                    self.d.push(
+                        Diagnostic::new(
+                            Code::P0201,
+                            v.span,
+                            "expected an `adamw(...)` optimizer, found a `muon` optimizer",
+                        )
+                        .with_label("muon's embedded optimizer must be adamw"),
+                    );
+                    None
+                }
+                None => None,
+            },
+        };
+        Some(OptimizerSpec::Muon(MuonSpec {
+            lr: lr?,
+            momentum: momentum?,
+            nesterov: nesterov?,
+            ns_steps: ns_steps?,
+            weight_decay: weight_decay?,
+            adam: adam?,
+        }))
+    }
+
+    /// A growth's `init`: `random`, `random(std: x)`, `copy(stack)`, `zero`, `zero_out(...)`.
+    /// Bare `copy` means `copy(stack)`.
+    pub fn init_value(&mut self, v: &'p Value, model_std: f64) -> Option<InitSpec> {
+        let d = &mut self.d;
+        let (f, args): (&Ident, &[crate::syntax::ast::Arg]) = match &v.kind {
+            ValueKind::Ref(n, None) => (n, &[]),
+            ValueKind::Call(f, args) => {
+                if !INIT_OPTIONS.contains(&f.name.as_str()) {
+                    let mut diag = Diagnostic::new(
+                        Code::P0105,
+                        f.span,
+                        format!("unknown init function `{}`", f.name),
+                    )
+                    .with_label("not an init");
+                    diag = diag.with_help(
+                        super::suggest::did_you_mean(&f.name, INIT_OPTIONS.iter().copied())
+                            .unwrap_or_else(|| {
+                                format!("`init` is one of {}", super::suggest::one_of(INIT_OPTIONS))
+                            }),
+                    );
+                    d.push(diag);
+                    return None;
+                }
+                (f, args.as_slice())
+            }
+            _ => {
+                value::option(v, "init", INIT_OPTIONS, d)?;
+                return None;
+            }
+        };
+        let std_of = |b: &Bound, d: &mut Sink| match b.get("std") {
+            Some(v) => value::non_negative(v, "std", true, d),
+            None => Some(model_std),
+        };
+        match f.name.as_str() {
+            "random" => {
+                let b = bind_args(f, args, &["std"], d);
+                std_of(&b, d).map(|std| InitSpec::Random { std })
+            }
+            "zero_out" => {
+                let b = bind_args(f, args, &["std"], d);
+                std_of(&b, d).map(|std| InitSpec::ZeroOut { std })
+            }
+            "zero" => {
+                bind_args(f, args, &[], d);
+                Some(InitSpec::Zero)
+            }
+            "copy" => {
+                let b = bind_args(f, args, &["layout"], d);
+                let layout = match b.get("layout") {
+                    Some(v) => {
+                        value::option(v, "copy layout", &["stack", "interleave", "last"], d)?
+                    }
+                    None => "stack",
+                };
+                Some(InitSpec::Copy {
+                    layout: match layout {
+                        "interleave" => CopyLayout::Interleave,
+                        "last" => CopyLayout::Last,
+                        _ => CopyLayout::Stack,
+                    },
+                })
+            }
+            _ => {
+                value::option(v, "init", INIT_OPTIONS, d);
+                None
+            }
+        }
+    }
+}
+
+fn unit_interval_open(v: &Value, what: &str, d: &mut Sink) -> Option<f64> {
+    let x = value::number(v, d)?;
+    if !(0.0..1.0).contains(&x) {
+        value::out_of_range(
+            v.span,
+            format!("`{what}` must be in [0, 1), found {}", fmt_num(x)),
+            None,
+            d,
+        );
+        return None;
+    }
+    Some(x)
+}
+
+fn lr(f: &Ident, b: &Bound, d: &mut Sink) -> Option<f64> {
+    match b.get("lr") {
+        Some(v) => value::non_negative(v, "lr", true, d),
+        None => {
+            d.push(
+                Diagnostic::new(
+                    Code::P0107,
+                    f.span,
+                    format!("`{}(...)` has no `lr`", f.name),
+                )
+                .with_label("`lr` missing")
+                .with_help(format!(
+                    "give the peak learning rate: `{}(lr: 6e-4)`",
+                    f.name
+                )),
+            );
+            None
+        }
+    }
+}
+
+fn default_adamw(lr: f64) -> AdamWSpec {
+    AdamWSpec {
+        lr,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        clip: None,
+        lr_mult: LrMultipliers::default(),
+    }
+}
+
+fn adamw(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option<AdamWSpec> {
+    let b = bind_args(
+        f,
+        args,
+        &[
+            "lr",
+            "betas",
+            "eps",
+            "weight_decay",
+            "clip",
+            "embed_lr_mult",
+            "hidden_lr_mult",
+            "norm_lr_mult",
+        ],
+        d,
+    );
+    let lr = lr(f, &b, d);
+    let betas = match b.get("betas") {
+        None => Some((0.9, 0.95)),
+        Some(v) => match &v.kind {
+            ValueKind::Tuple(items) if items.len() == 2 => {
+                let b1 = unit_interval_open(&items[0], "beta1", d);
+                let b2 = unit_interval_open(&items[1], "beta2", d);
+                b1.zip(b2)
+            }
+            _ => {
+                value::mismatch(v, "a pair `(beta1, beta2)`", d);
+                None
+            }
+        },
+    };
+    let eps = b
+        .get("eps")
+        .map_or(Some(1e-8), |v| value::non_negative(v, "eps", true, d));
+    let weight_decay = b.get("weight_decay").map_or(Some(0.01), |v| {
+        value::non_negative(v, "weight_decay", false, d)
+    });
+    let clip = match b.get("clip") {
+        None => Some(None),
+        Some(v) if matches!(&v.kind, ValueKind::Ref(n, None) if n.name == "none") => Some(None),
+        Some(v) => match &v.kind {
+            ValueKind::Number(_) => value::non_negative(v, "clip", true, d).map(Some),
+            _ => {
+                value::mismatch(v, "a gradient-norm bound or `none`", d);
+                None
+            }
+        },
+    };
+    let mut mult = |k: &str| {
+        b.get(k)
+            .map_or(Some(1.0), |v| value::non_negative(v, k, false, d))
+    };
+    let (embed, hidden, norm) = (
+        mult("embed_lr_mult"),
+        mult("hidden_lr_mult"),
+        mult("norm_lr_mult"),
+    );
+    Some(AdamWSpec {
+        lr: lr?,
+        beta1: betas?.0,
+        beta2: betas?.1,
+        eps: eps?,
+        weight_decay: weight_decay?,
+        clip: clip?,
+        lr_mult: LrMultipliers {
+            embed: embed?,
+            hidden: hidden?,
+            norm: norm?,
+        },
+    })
+}
+
+fn schedule(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option<SchedDraft> {
+    let frac = |x: f64| Time {
+        kind: TimeKind::Fraction(x),
+        span: f.span,
+    };
+    let time = |b: &Bound, k: &str, default: Time, d: &mut Sink| match b.get(k) {
+        Some(v) => value::time(v, k, d),
+        None => Some(default),
+    };
+    let floor = |b: &Bound, d: &mut Sink| match b.get("floor") {
+        Some(v) => value::fraction(v, "floor", d),
+        None => Some(0.0),
+    };
+    match f.name.as_str() {
+        "wsd" => {
+            let b = bind_args(f, args, &["warmup", "decay", "shape", "floor"], d);
+            let warmup = time(&b, "warmup", frac(0.02), d);
+            let decay = time(&b, "decay", frac(0.10), d);
+            let shape = match b.get("shape") {
+                Some(v) => {
+                    value::option(v, "shape", &["linear", "cosine", "sqrt"], d).map(|s| match s {
+                        "cosine" => DecayShape::Cosine,
+                        "sqrt" => DecayShape::Sqrt,
+                        _ => DecayShape::Linear,
+                    })
+                }
+                None => Some(DecayShape::Linear),
+            };
+            let floor = floor(&b, d);
+            Some(SchedDraft::Wsd {
+                warmup: warmup?,
+                decay: decay?,
+                shape: shape?,
+                floor: floor?,
+            })
+        }
+        "cosine" => {
+            let b = bind_args(f, args, &["warmup", "floor"], d);
+            let warmup = time(&b, "warmup", frac(0.02), d);
+            let floor = floor(&b, d);
+            Some(SchedDraft::Cosine {
+                warmup: warmup?,
+                floor: floor?,
+            })
+        }
+        _ => {
+            let b = bind_args(f, args, &["warmup"], d);
+            let warmup = time(&b, "warmup", frac(0.0), d);
+            Some(SchedDraft::Constant { warmup: warmup? })
+        }
+    }
+}
+
+impl SchedDraft {
+    /// The schedule for a run of `total` steps; warmup and decay must fit in the run (P0203 at
+    /// `used`, where the recipe names the schedule).
+    pub fn resolve(&self, total: u64, tps: u64, used: Span, d: &mut Sink) -> Option<ScheduleSpec> {
+        let too_long = |what: String, steps: u64, d: &mut Sink| {
+            d.push(
+                Diagnostic::new(
+                    Code::P0203,
+                    used,
+                    format!("{what} ({steps} steps) is longer than the run ({total} steps)"),
+                )
+                .with_label("schedule does not fit the run")
+                .with_help("shorten the warmup or decay, or lengthen the run"),
+            );
+            None
+        };
+        match *self {
+            SchedDraft::Wsd {
+                warmup,
+                decay,
+                shape,
+                floor,
+            } => {
+                let w = warmup.steps(total, tps, d);
+                let k = decay.steps(total, tps, d);
+                if w.saturating_add(k) > total {
+                    return too_long("warmup + decay".into(), w.saturating_add(k), d);
+                }
+                Some(ScheduleSpec::Wsd {
+                    warmup_steps: w,
+                    decay_steps: k,
+                    shape,
+                    floor,
+                })
+            }
+            SchedDraft::Cosine { warmup, floor } => {
+                let w = warmup.steps(total, tps, d);
+                if w > total {
+                    return too_long("the warmup".into(), w, d);
+                }
+                Some(ScheduleSpec::Cosine {
+                    warmup_steps: w,
+                    floor,
+                })
+            }
+            SchedDraft::Constant { warmup } => {
+                let w = warmup.steps(total, tps, d);
+                if w > total {
+                    return too_long("the warmup".into(), w, d);
+                }
+                Some(ScheduleSpec::Constant { warmup_steps: w })
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Experiments: `runs` names recipes (P0103 otherwise), listed once each, non-empty, and the
+//! `reference` is one of them (P0306).
+
+use std::collections::HashSet;
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::plan::spec::ExperimentSpec;
+use crate::syntax::ast::{Ident, Item, Value, ValueKind};
+
+use super::Checker;
+use super::env::{Def, DefKind};
+use super::fields::bind_fields;
+use super::value;
+
+impl<'p> Checker<'p> {
+    /// Checks an experiment; `resolved` holds the recipes that produced a `RunSpec`.
+    pub fn check_experiment(
+        &mut self,
+        def: Def<'p>,
+        resolved: &HashSet<String>,
+    ) -> Option<ExperimentSpec> {
+        let Item::Experiment { name, fields } = def.item else {
+            return None;
+        };
+        let before = self.d.iter().filter(|d| d.is_error()).count();
+        let b = bind_fields(
+            fields,
+            &["runs", "reference"],
+            &format!("experiment `{}`", name.name),
+            &mut self.d,
+        );
+        for req in ["runs", "reference"] {
+            if b.get(req).is_none() {
+                self.d.push(
+                    Diagnostic::new(
+                        Code::P0107,
+                        name.span,
+                        format!("experiment `{}` has no `{req}`", name.name),
+                    )
+                    .with_label(format!("`{req}` missing"))
+                    .with_help(if req == "runs" {
+                        "list the recipes to compare: `runs: [fixed, grown]`"
+                    } else {
+                        "name the run the others are compared with: `reference: fixed`"
+                    }),
+                );
+            }
+        }
+        let runs = b.get("runs").and_then(|v| self.run_list(v));
+        let reference = b.get("reference").and_then(|v| match &v.kind {
+            ValueKind::Ref(n, None) => Some(n),
+            _ => {
+                value::mismatch(v, "a run name", &mut self.d);
+                None
+            }
+        });
+        if let (Some((runs, list)), Some(r)) = (&runs, reference)
+            && !runs.iter().any(|n| n.name == r.name)
+        {
+            let mut diag = Diagnostic::new(
+                Code::P0306,
+                r.span,
+                format!("the reference `{}` is not one of the runs", r.name),
+            )
+            .with_label("not in `runs`")
+            .with_secondary(list.span, "the runs");
+            diag = diag.with_help(
+                super::suggest::did_you_mean(&r.name, runs.iter().map(|n| n.name.as_str()))
+                    .unwrap_or_else(|| format!("add `{}` to `runs`", r.name)),
+            );
+            self.d.push(diag);
+        }
+        let errors = self.d.iter().filter(|d| d.is_error()).count() > before;
+        let (runs, _) = runs?;
+        let reference = reference?;
+        if errors || !runs.iter().all(|r| resolved.contains(&r.name)) {
+            return None;
+        }
+        Some(ExperimentSpec {
+            name: name.name.clone(),
+            runs: runs.iter().map(|r| r.name.clone()).collect(),
+            reference: reference.name.clone(),
+        })
+    }
+
+    fn run_list(&mut self, v: &'p Value) -> Option<(Vec<&'p Ident>, &'p Value)> {
+        let ValueKind::List(items) = &v.kind else {
+            value::mismatch(v, "a list of recipes", &mut self.d);
+            return None;
+        };
+        if items.is_empty() {
+            self.d.push(
+                Diagnostic::new(Code::P0306, v.span, "an experiment needs at least one run")
+                    .with_label("no runs")
+                    .with_help("list the recipes to compare: `runs: [fixed, grown]`"),
+            );
+            return None;
+        }
+        let mut names: Vec<&Ident> = Vec::new();
+        let mut ok = true;
+        for item in items {
+            let ValueKind::Ref(n, None) = &item.kind else {
+                value::mismatch(item, "a recipe name", &mut self.d);
+                ok = false;
+                continue;
+            };
+            if let Some(first) = names.iter().find(|f| f.name == n.name) {
+                self.d.push(
+                    Diagnostic::new(
+                        Code::P0306,
+                        n.span,
+                        format!("run `{}` is listed twice", n.name),
+                    )
+                    .with_label("listed again here")
+                    .with_secondary(first.span, "first listed here")
+                    .with_help("list each run once"),
+                );
+                ok = false;
+                continue;
+            }
+            match self.env.get(&n.name) {
+                Some(d) if d.kind == DefKind::Recipe => {}
+                Some(d) => {
+                    self.d.push(
+                        Diagnostic::new(
+                            Code::P0103,
+                            n.span,
+                            format!("`{}` is {}, not a recipe", n.name, d.kind.article()),
+                        )
+                        .with_label("not a recipe")
+                        .with_secondary(d.name.span, format!("`{}` is defined here", n.name)),
+                    );
+                    ok = false;
+                }
+                None => {
+                    self.unknown_name(n, DefKind::Recipe);
+                    ok = false;
+                }
+            }
+            names.push(n);
+        }
+        ok.then_some((names, v))
+    }
+}
