@@ -64,22 +64,24 @@ const NUMBERS: &[&str] = &[
 /// A syntactically plausible recipe whose values are each either sane or drawn from
 /// `NUMBERS`: reaches deep into the checker, and often passes it.
 fn random_recipe(rng: &mut Rng) -> String {
-    // Each slot keeps its sane value two times in three.
-    fn slots(rng: &mut Rng, sane: &[&'static str]) -> Vec<&'static str> {
+    // Each slot is replaced by a random value with a probability of 1/chaos; a quarter
+    // of the recipes keep every sane value.
+    let chaos = [usize::MAX, 24, 8, 3][rng.below(4)];
+    let slots = |rng: &mut Rng, sane: &[&'static str]| -> Vec<&'static str> {
         sane.iter()
             .map(|v| {
-                if rng.below(3) == 0 {
+                if rng.below(chaos) == 0 {
                     *rng.pick(NUMBERS)
                 } else {
                     *v
                 }
             })
             .collect()
-    }
+    };
     let m = slots(rng, &["128", "4", "6", "128"]);
     let sch = slots(rng, &["2%", "10%", "0"]);
     let opt = slots(rng, &["2e-3", "0.9", "0.95"]);
-    let run = slots(rng, &["600", "16", "128", "0", "50", "0"]);
+    let run = slots(rng, &["600", "16", "128", "0", "50", "1"]);
     let mut s = format!(
         "import \"std/gpt2.prog\"\nimport \"std/schedules.prog\"\n\
          data emma = text(\"data/emma.txt\", tokenizer: bytes, val: 10%)\n\
@@ -115,13 +117,17 @@ fn random_recipe(rng: &mut Rng) -> String {
     ];
     const STATES: &[&str] = &["keep", "reset", "copy"];
     let sane_growths: &[(&'static str, &'static str)] = match rng.below(3) {
-        0 => &[],
+        0 => &[("20%", "6")],
         1 => &[("80%", "6")],
         _ => &[("40%", "2"), ("80%", "6")],
     };
     for (at, to) in sane_growths {
         let g = slots(rng, &[at, to]);
-        let (init, state) = (*rng.pick(INITS), *rng.pick(STATES));
+        let (init, state) = if rng.below(chaos) == 0 {
+            (*rng.pick(INITS), *rng.pick(STATES))
+        } else {
+            ("copy(stack)", "copy")
+        };
         s += &format!(
             "  grow at {} to depth {} {{ init: {init}, optimizer_state: {state} }}\n",
             g[0], g[1]
@@ -282,8 +288,9 @@ fn run_invariants(spec: &ProgramSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads and checks `text`, asserting every property; `case` names it in a failure.
-fn check_properties(case: &str, text: &str) {
+/// Loads and checks `text`, asserting every property; `case` names it in a failure. Returns
+/// whether the program resolved at least one run (so callers can see the inputs reach that far).
+fn check_properties(case: &str, text: &str) -> bool {
     let outcome = std::panic::catch_unwind(|| {
         let (program, mut diags) = load_source("fuzz.prog", text, &[]);
         let (spec, more) = progc::check::check(&program);
@@ -323,15 +330,24 @@ fn check_properties(case: &str, text: &str) {
     if let Err(e) = run_invariants(&spec) {
         panic!("{case}: {e} on input {text:?}");
     }
+    !spec.runs.is_empty()
 }
 
 #[test]
 fn random_inputs_never_panic() {
     let mut rng = Rng(0x5EED_0001);
+    let mut resolved = 0;
     for i in 0..2000 {
         let text = random_source(&mut rng);
-        check_properties(&format!("random case {i}"), &text);
+        resolved += check_properties(&format!("random case {i}"), &text) as usize;
     }
+    // The structured recipes (a fifth of the cases) must often pass the checker, or the
+    // invariants above are never exercised.
+    assert!(
+        resolved >= 100,
+        "only {resolved} random inputs resolved a run"
+    );
+    eprintln!("{resolved} of 2000 random inputs resolved at least one run");
 }
 
 #[test]
@@ -358,6 +374,7 @@ fn mutated_recipes_keep_the_properties() {
         check_properties(name, text);
     }
     let mut rng = Rng(0x5EED_0002);
+    let mut resolved = 0;
     for i in 0..2000 {
         // paper.prog is the largest and richest input: mutate it a quarter of the time.
         let (name, text) = if rng.below(4) == 0 {
@@ -366,6 +383,8 @@ fn mutated_recipes_keep_the_properties() {
             rng.pick(&bases)
         };
         let mutant = mutate(&mut rng, text);
-        check_properties(&format!("mutation {i} of {name}"), &mutant);
+        resolved += check_properties(&format!("mutation {i} of {name}"), &mutant) as usize;
     }
+    assert!(resolved >= 300, "only {resolved} mutants resolved a run");
+    eprintln!("{resolved} of 2000 mutants resolved at least one run");
 }
