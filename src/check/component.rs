@@ -32,7 +32,7 @@ pub fn functions_of(kind: DefKind) -> &'static [&'static str] {
 }
 
 /// What kind a known function builds.
-fn kind_of_function(name: &str) -> Option<DefKind> {
+pub fn kind_of_function(name: &str) -> Option<DefKind> {
     [DefKind::Data, DefKind::Schedule, DefKind::Optimizer]
         .into_iter()
         .find(|k| functions_of(*k).contains(&name))
@@ -89,7 +89,13 @@ impl<'p> Checker<'p> {
             return None;
         };
         self.in_progress.push(name.name.clone());
+        let before = self.error_count();
         let result = self.component_value(value, kind, Some(&name.name));
+        let result = if self.error_count() > before {
+            None
+        } else {
+            result
+        };
         self.in_progress.pop();
         self.comps.insert(name.name.clone(), result.clone());
         result
@@ -131,27 +137,7 @@ impl<'p> Checker<'p> {
             ValueKind::Call(f, args) => {
                 let wanted = functions_of(kind);
                 if !wanted.contains(&f.name.as_str()) {
-                    match kind_of_function(&f.name) {
-                        Some(other) => self.d.push(
-                            Diagnostic::new(
-                                Code::P0201,
-                                f.span,
-                                format!(
-                                    "expected {}, found a call to `{}` ({})",
-                                    kind.article(),
-                                    f.name,
-                                    other.article()
-                                ),
-                            )
-                            .with_label(format!("this makes {}", other.article()))
-                            .with_help(format!(
-                                "{} functions are {}",
-                                kind.noun(),
-                                super::suggest::one_of(wanted)
-                            )),
-                        ),
-                        None => self.not_a_function(f, kind),
-                    }
+                    self.not_a_function(f, kind);
                     return None;
                 }
                 let d = &mut self.d;

@@ -5,7 +5,7 @@
 //! imported files before the files that import them, then textual order, so a clash between a
 //! user file and the std library is reported in the user's file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::syntax::Program;
@@ -69,6 +69,9 @@ pub struct Def<'p> {
 
 pub struct Env<'p> {
     defs: HashMap<&'p str, Def<'p>>,
+    /// Names whose definition is written but did not parse (the parser skipped the item and
+    /// reported P0001): using them fails silently instead of adding "cannot find".
+    broken: HashSet<String>,
     /// Names in definition order (for stable iteration).
     order: Vec<&'p str>,
 }
@@ -77,6 +80,7 @@ impl<'p> Env<'p> {
     pub fn build(program: &'p Program, diags: &mut Vec<Diagnostic>) -> Env<'p> {
         let mut env = Env {
             defs: HashMap::new(),
+            broken: HashSet::new(),
             order: Vec::new(),
         };
         // The loader pushes a file before its imports: reversed, imports come first.
@@ -105,7 +109,19 @@ impl<'p> Env<'p> {
                 env.order.push(&name.name);
             }
         }
+        for module in &program.modules {
+            for name in written_names(&program.sources.get(module.file).text) {
+                if !env.defs.contains_key(name.as_str()) {
+                    env.broken.insert(name);
+                }
+            }
+        }
         env
+    }
+
+    /// True when `name` is defined by an item that failed to parse.
+    pub fn is_broken(&self, name: &str) -> bool {
+        self.broken.contains(name)
     }
 
     pub fn get(&self, name: &str) -> Option<Def<'p>> {
@@ -124,4 +140,32 @@ impl<'p> Env<'p> {
             .map(|d| d.name.name.as_str())
             .collect()
     }
+}
+
+/// Names that lines of `text` start to define (`recipe NAME ...`), parsed or not. Assignments
+/// in bodies (`data = books`) are not definitions.
+fn written_names(text: &str) -> Vec<String> {
+    const KEYWORDS: &[&str] = &[
+        "model",
+        "data",
+        "schedule",
+        "optimizer",
+        "recipe",
+        "experiment",
+    ];
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let kw = words.next()?;
+            if !KEYWORDS.contains(&kw) {
+                return None;
+            }
+            let name: String = words
+                .next()?
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect()
 }

@@ -29,22 +29,24 @@ impl<'p> Checker<'p> {
             &format!("experiment `{}`", name.name),
             &mut self.d,
         );
-        for req in ["runs", "reference"] {
-            if b.get(req).is_none() {
-                self.d.push(
-                    Diagnostic::new(
-                        Code::P0107,
-                        name.span,
-                        format!("experiment `{}` has no `{req}`", name.name),
-                    )
-                    .with_label(format!("`{req}` missing"))
-                    .with_help(if req == "runs" {
-                        "list the recipes to compare: `runs: [fixed, grown]`"
-                    } else {
-                        "name the run the others are compared with: `reference: fixed`"
-                    }),
-                );
-            }
+        let missing: Vec<String> = ["runs", "reference"]
+            .into_iter()
+            .filter(|r| b.get(r).is_none())
+            .map(|r| format!("`{r}`"))
+            .collect();
+        if !missing.is_empty() {
+            let list = super::recipe::and_list(&missing);
+            self.d.push(
+                Diagnostic::new(
+                    Code::P0107,
+                    name.span,
+                    format!("experiment `{}` has no {list}", name.name),
+                )
+                .with_label(format!("{list} missing"))
+                .with_help(
+                    "list the recipes to compare and the one they are compared with: `runs: [fixed, grown], reference: fixed`",
+                ),
+            );
         }
         let runs = b.get("runs").and_then(|v| self.run_list(v));
         let reference = b.get("reference").and_then(|v| match &v.kind {

@@ -167,12 +167,16 @@ impl<'p> Checker<'p> {
     }
 
     fn unknown_name(&mut self, n: &Ident, want: DefKind) {
+        if self.env.is_broken(&n.name) {
+            return; // its definition has a syntax error, already reported
+        }
         let names = self.env.names_of(want);
-        let help = suggest::did_you_mean(&n.name, names.iter().copied()).or_else(|| {
-            component::functions_of(want)
-                .contains(&n.name.as_str())
-                .then(|| format!("`{0}` is a function: call it, `{0}(...)`", n.name))
-        });
+        // `schedule = wsd` means the function more likely than a similar name.
+        let help = if component::functions_of(want).contains(&n.name.as_str()) {
+            Some(format!("`{0}` is a function: call it, `{0}(...)`", n.name))
+        } else {
+            suggest::did_you_mean(&n.name, names.iter().copied())
+        };
         let mut diag = Diagnostic::new(
             Code::P0103,
             n.span,
@@ -245,6 +249,23 @@ impl<'p> Checker<'p> {
         }
         self.d.push(diag);
     }
+}
+
+/// When a diagnostic's primary span lies in another file than `home` (the recipe being checked)
+/// but one of its labels lies in `home`, the labelled span becomes the primary one: the user
+/// is shown the line they wrote (a child recipe that changed the model's context), with the
+/// inherited line (in a parent, maybe in std) as the label.
+pub(crate) fn rehome(mut diag: Diagnostic, home: crate::diagnostic::FileId) -> Diagnostic {
+    if diag.span.file == home {
+        return diag;
+    }
+    if let Some(i) = diag.labels.iter().position(|l| l.span.file == home) {
+        let label = &mut diag.labels[i];
+        std::mem::swap(&mut diag.span, &mut label.span);
+        let primary = diag.primary_label.take().unwrap_or_default();
+        diag.primary_label = Some(std::mem::replace(&mut label.message, primary));
+    }
+    diag
 }
 
 /// The parent named by a model or recipe definition.

@@ -68,8 +68,8 @@ fn merge<'p>(into: &mut Merged<'p>, bound: Bound<'p>) {
 
 impl<'p> Checker<'p> {
     /// The fields of a named model with its ancestors' merged in; `None` when its chain is
-    /// broken (reported by `chain`). Field-level problems are reported for the model's own
-    /// block only when `report` (each block is reported once, as its own model).
+    /// broken (reported by `chain`). Unknown or repeated keys are reported for the model's own
+    /// block only: each ancestor's block is reported when that ancestor is checked.
     fn model_fields(&mut self, def: Def<'p>) -> Option<Merged<'p>> {
         let chain = self.chain(def)?;
         let mut merged = Merged::new();
@@ -102,9 +102,27 @@ impl<'p> Checker<'p> {
                 ..
             }
         );
+        let before = self.error_count();
         let result = self.model_fields(def).and_then(|merged| {
             self.typed_model(&def.name.name, def.name.span, &merged, !has_parent)
         });
+        // Any error in its own block, or a parent that failed, fails the model (silently for
+        // its users: the cause is already reported).
+        let mut result = if self.error_count() > before {
+            None
+        } else {
+            result
+        };
+        if let (
+            Some(_),
+            crate::syntax::ast::Item::Model {
+                parent: Some(p), ..
+            },
+        ) = (&result, def.item)
+            && self.named_model(p).is_none()
+        {
+            result = None;
+        }
         self.models.insert(name.name.clone(), result.clone());
         result
     }
@@ -126,7 +144,13 @@ impl<'p> Checker<'p> {
                     &mut self.d,
                 );
                 merge(&mut merged, bound);
-                self.typed_model(&base.name, n.span, &merged, false)
+                let before = self.error_count();
+                let model = self.typed_model(&base.name, n.span, &merged, false);
+                if self.error_count() > before {
+                    None
+                } else {
+                    model
+                }
             }
             ValueKind::Call(f, _) => {
                 self.not_a_function(f, DefKind::Model);
@@ -141,25 +165,62 @@ impl<'p> Checker<'p> {
 
     /// P0105 for `name(...)` where `name` is not a function of this kind.
     pub fn not_a_function(&mut self, f: &Ident, want: DefKind) {
-        let what = match self.env.get(&f.name) {
+        if let Some(other) = super::component::kind_of_function(&f.name) {
+            // A real function, of another kind: a type mismatch.
+            let funcs = super::component::functions_of(want);
+            let help = if funcs.is_empty() {
+                format!("write {} by name", want.article())
+            } else {
+                format!(
+                    "{} functions are {}",
+                    want.noun(),
+                    super::suggest::one_of(funcs)
+                )
+            };
+            self.d.push(
+                Diagnostic::new(
+                    Code::P0201,
+                    f.span,
+                    format!(
+                        "expected {}, found a call to `{}` ({})",
+                        want.article(),
+                        f.name,
+                        other.article()
+                    ),
+                )
+                .with_label(format!("this makes {}", other.article()))
+                .with_help(help),
+            );
+            return;
+        }
+        let def = self.env.get(&f.name);
+        let what = match def {
             Some(def) => format!("`{}` is {}, not a function", f.name, def.kind.article()),
             None => format!("unknown function `{}`", f.name),
         };
         let mut diag = Diagnostic::new(Code::P0105, f.span, what).with_label("not a function");
         let funcs = super::component::functions_of(want);
-        if want == DefKind::Model {
-            diag = diag.with_help(format!(
+        let help = match def {
+            Some(def) if def.kind == DefKind::Model && want == DefKind::Model => Some(format!(
                 "to change a model's fields write `{} {{ field: value }}`",
                 f.name
-            ));
-        } else if let Some(s) = super::suggest::did_you_mean(&f.name, funcs.iter().copied()) {
-            diag = diag.with_help(s);
-        } else if !funcs.is_empty() {
-            diag = diag.with_help(format!(
-                "{} functions are {}",
-                want.noun(),
-                super::suggest::one_of(funcs)
-            ));
+            )),
+            Some(def) if def.kind == want => Some(format!(
+                "refer to it by name, without arguments: `{}`",
+                f.name
+            )),
+            _ => super::suggest::did_you_mean(&f.name, funcs.iter().copied()).or_else(|| {
+                (!funcs.is_empty()).then(|| {
+                    format!(
+                        "{} functions are {}",
+                        want.noun(),
+                        super::suggest::one_of(funcs)
+                    )
+                })
+            }),
+        };
+        if let Some(h) = help {
+            diag = diag.with_help(h);
         }
         self.d.push(diag);
     }

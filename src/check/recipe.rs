@@ -83,8 +83,11 @@ impl<'p> Checker<'p> {
         }
     }
 
-    fn effective(&mut self, def: Def<'p>, chain: &[Def<'p>]) -> Effective<'p> {
+    /// The statements in force, and whether an ancestor's own body has an error (reported
+    /// with the ancestor; the recipe then fails silently).
+    fn effective(&mut self, def: Def<'p>, chain: &[Def<'p>]) -> (Effective<'p>, bool) {
         let mut eff = Effective::default();
+        let mut inherited_error = false;
         for r in chain {
             let Item::Recipe { body, .. } = r.item else {
                 continue;
@@ -164,6 +167,8 @@ impl<'p> Checker<'p> {
             }
             if own {
                 self.d.extend(sink);
+            } else {
+                inherited_error |= sink.iter().any(|d| d.is_error());
             }
         }
         for (key, v) in &self.program.overrides {
@@ -171,7 +176,7 @@ impl<'p> Checker<'p> {
                 eff.set(key, v);
             }
         }
-        eff
+        (eff, inherited_error)
     }
 
     /// Resolves one recipe; `None` if it (or anything it uses) has an error.
@@ -179,7 +184,7 @@ impl<'p> Checker<'p> {
         let chain = self.chain(def)?;
         let has_parent = chain.len() > 1;
         let errors_before = self.error_count();
-        let eff = self.effective(def, &chain);
+        let (eff, inherited_error) = self.effective(def, &chain);
         let missing: Vec<&str> = REQUIRED
             .iter()
             .copied()
@@ -221,7 +226,7 @@ impl<'p> Checker<'p> {
             );
         let batch = eff
             .get("batch")
-            .and_then(|(_, v)| self.batch(v, model.as_ref()));
+            .and_then(|(_, v)| self.batch(v, model.as_ref(), def.name.span.file));
         let tps = batch.map(|b| b.tokens_per_step());
         let total = eff
             .get("steps")
@@ -249,11 +254,11 @@ impl<'p> Checker<'p> {
         let eval_batches = eff.get("eval_batches").map_or(Some(4), |(_, v)| {
             value::integer(v, "eval_batches", 1, d).map(|x| x as usize)
         });
-        let (total_or_1, tps_or_1) = (total.unwrap_or(1), tps.unwrap_or(1));
+        // Times resolve only once the run length and batch are known (no cascade otherwise).
         let eval_every = match eff.get("eval_every") {
             None => total.map(|t| (t / 20).max(1)),
             Some((_, v)) => value::time(v, "eval_every", d).and_then(|t| {
-                let s = t.steps(total_or_1, tps_or_1, d);
+                let s = t.steps(total?, tps?, d);
                 if s == 0 {
                     value::out_of_range(
                         v.span,
@@ -270,7 +275,7 @@ impl<'p> Checker<'p> {
         let checkpoint_every = match eff.get("checkpoint_every") {
             None => Some(0),
             Some((_, v)) => {
-                value::time(v, "checkpoint_every", d).map(|t| t.steps(total_or_1, tps_or_1, d))
+                value::time(v, "checkpoint_every", d).and_then(|t| Some(t.steps(total?, tps?, d)))
             }
         };
         let start = match eff.start {
@@ -296,6 +301,7 @@ impl<'p> Checker<'p> {
         );
         let growths = super::rules::method_rules(
             &mut self.d,
+            def.name.span.file,
             total,
             batch.tokens_per_step(),
             start,
@@ -303,7 +309,7 @@ impl<'p> Checker<'p> {
             &schedule,
             drafts,
         )?;
-        if !complete || self.error_count() > errors_before {
+        if !complete || inherited_error || self.error_count() > errors_before {
             return None;
         }
         Some(RunSpec {
@@ -323,12 +329,17 @@ impl<'p> Checker<'p> {
         })
     }
 
-    fn error_count(&self) -> usize {
+    pub(super) fn error_count(&self) -> usize {
         self.d.iter().filter(|d| d.is_error()).count()
     }
 
     /// `batch = S x C` or `batch = S`; C must equal the model's context (P0205).
-    fn batch(&mut self, v: &'p Value, model: Option<&Model>) -> Option<BatchSpec> {
+    fn batch(
+        &mut self,
+        v: &'p Value,
+        model: Option<&Model>,
+        home: crate::diagnostic::FileId,
+    ) -> Option<BatchSpec> {
         let d = &mut self.d;
         let (seq, ctx) = match &v.kind {
             ValueKind::Product(a, b) => {
@@ -368,7 +379,7 @@ impl<'p> Checker<'p> {
         }
         let context = match ctx {
             Some((c, span)) if c != model.context => {
-                d.push(
+                d.push(super::rehome(
                     Diagnostic::new(
                         Code::P0205,
                         span,
@@ -386,7 +397,8 @@ impl<'p> Checker<'p> {
                         "write `batch = {seq} x {}` or change the model's context",
                         model.context
                     )),
-                );
+                    home,
+                ));
                 return None;
             }
             Some((c, _)) => c,

@@ -86,8 +86,10 @@ impl<'p> Checker<'p> {
 
 /// Applies the method rules to a recipe's growths; `start` is the start depth and where it was
 /// written (`None`: the default, the model's depth).
+#[allow(clippy::too_many_arguments)]
 pub fn method_rules(
     d: &mut Sink,
+    home: crate::diagnostic::FileId,
     total: u64,
     tps: u64,
     start: (usize, Option<Span>),
@@ -276,7 +278,7 @@ pub fn method_rules(
             .map(|g| g.to_span)
             .or(start_span)
             .unwrap_or(model.depth_span);
-        d.push(
+        d.push(super::rehome(
             Diagnostic::new(
                 Code::P0305,
                 span,
@@ -294,7 +296,8 @@ pub fn method_rules(
                 "grow to {} or change the model's depth",
                 model.depth
             )),
-        );
+            home,
+        ));
         ok = false;
     }
     if !ok {

@@ -33,8 +33,21 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// The closest candidate to `name`, if any is plausibly what was meant.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.chars().count().max(3)) / 3;
+    let candidates: Vec<&'a str> = candidates.into_iter().collect();
+    // An abbreviation (`rand` for `random`) is a plausible typo too.
+    let by_prefix = || {
+        (name.chars().count() >= 3)
+            .then(|| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|c| c.starts_with(name) && *c != name)
+            })
+            .flatten()
+    };
     candidates
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|c| *c != name)
         .enumerate()
         .map(|(i, c)| (edit_distance(&name.to_lowercase(), &c.to_lowercase()), i, c))
@@ -42,6 +55,7 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         // Ties go to the candidate listed first (callers list the preferred spelling first).
         .min_by_key(|(d, i, _)| (*d, *i))
         .map(|(_, _, c)| c)
+        .or_else(by_prefix)
 }
 
 /// `did you mean `x`?` for the closest candidate.
@@ -77,6 +91,11 @@ mod tests {
             Some("gpt2_small")
         );
         assert_eq!(closest("zzzzzz", ["steps", "seed"]), None);
+        assert_eq!(closest("rand", ["random", "copy"]), Some("random"));
+        assert_eq!(
+            closest("stesp", ["steps", "tokens", "step", "token"]),
+            Some("steps")
+        );
         assert_eq!(one_of(&["a", "b", "c"]), "`a`, `b` or `c`");
     }
 }

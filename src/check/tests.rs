@@ -523,7 +523,7 @@ fn times_in_tokens_and_steps() {
     // A token budget that is not a whole number of steps is rounded, with a warning.
     assert_eq!(
         check("recipe t = tiny_base { tokens = 1M tokens }"),
-        "P0406 1000000 tokens is not a multiple of the batch (2048 tokens per step): rounded to 488 steps [write `999424 tokens` (488 steps) or a number of steps]"
+        "P0406 1000000 tokens is not a multiple of the batch (2048 tokens per step): rounded to 488 steps [write a multiple of 2048 tokens, e.g. `999424 tokens` (488 steps), or a number of steps]"
     );
     assert_eq!(
         run("recipe t = tiny_base { tokens = 1M tokens }", "t", &[]).total_steps,
@@ -557,4 +557,71 @@ fn data_paths_resolve_against_the_declaring_file() {
         dir.join("sub").join("corpus.txt").display().to_string()
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn inherited_problems_point_at_the_users_line() {
+    // The child changed the model: the error is shown at the child's change, with the
+    // inherited batch (in std) as the label.
+    for (src, code, at) in [
+        (
+            "recipe c = tiny_base { model = gpt2_tiny { context: 64 } }",
+            "P0205",
+            "64",
+        ),
+        (
+            "recipe c = tiny_zero_random { model = gpt2_tiny { depth: 8 } }",
+            "P0305",
+            "8",
+        ),
+    ] {
+        let (_, map, diags) = check_source("t.prog", &format!("{PRELUDE}{src}"), &[]);
+        let diags = outside_std(&map, diags);
+        assert_eq!(diags.len(), 1, "{}", render(&diags));
+        assert_eq!(diags[0].code.to_string(), code);
+        assert_eq!(map.slice(diags[0].span), at);
+        assert!(
+            map.get(diags[0].labels[0].span.file)
+                .name
+                .starts_with("std/")
+        );
+    }
+}
+
+#[test]
+fn errors_propagate_silently_to_users() {
+    let src = "model m = gpt2_tiny { vocab: 1 }\n\
+               model m2 = m { }\n\
+               optimizer o = adamw(lr: 1e-3, betaz: (0.9, 0.9))\n\
+               recipe a = tiny_base { model = m }\n\
+               recipe b = tiny_base { model = m2 }\n\
+               recipe c = tiny_base { optimizer = o }\n\
+               recipe p = tiny_base { stpes = 5 }\n\
+               recipe q = p { }\n\
+               recipe ok = tiny_base { seed = 3 }";
+    let (spec, map, diags) = check_source("t.prog", &format!("{PRELUDE}{src}"), &[]);
+    let mine: Vec<String> = outside_std(&map, diags)
+        .iter()
+        .map(|d| d.code.to_string())
+        .collect();
+    assert_eq!(mine, ["P0104", "P0104", "P0104"]);
+    let names: Vec<&str> = spec.runs.iter().map(|r| r.name.as_str()).collect();
+    for bad in ["a", "b", "c", "p", "q"] {
+        assert!(!names.contains(&bad), "{bad} should not resolve");
+    }
+    assert!(names.contains(&"ok"));
+}
+
+#[test]
+fn a_definition_with_a_syntax_error_is_not_also_unknown() {
+    let src = "recipe a = tiny_base { steps = }\nrecipe b = a { seed = 1 }\n\
+               experiment ex { runs: [a, b], reference: a }";
+    let (spec, map, diags) = check_source("t.prog", &format!("{PRELUDE}{src}"), &[]);
+    let codes: Vec<String> = outside_std(&map, diags)
+        .iter()
+        .map(|d| d.code.to_string())
+        .collect();
+    assert_eq!(codes, ["P0001"]);
+    assert!(spec.runs.iter().all(|r| r.name != "b"));
+    assert!(spec.experiments.iter().all(|e| e.name != "ex"));
 }

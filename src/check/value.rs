@@ -269,7 +269,8 @@ pub fn tokens_to_steps(tokens: f64, tokens_per_step: u64, span: Span, d: &mut Si
     let tps = tokens_per_step.max(1) as f64;
     let steps = (tokens / tps).round();
     if (tokens / tps).fract() != 0.0 {
-        let exact = steps * tps;
+        let steps_hint = steps.max(1.0);
+        let exact = steps_hint * tps;
         d.push(
             Diagnostic::new(
                 Code::P0406,
@@ -283,9 +284,11 @@ pub fn tokens_to_steps(tokens: f64, tokens_per_step: u64, span: Span, d: &mut Si
             )
             .with_label(format!("rounded to {} steps", fmt_num(steps)))
             .with_help(format!(
-                "write `{} tokens` ({} steps) or a number of steps",
+                "write a multiple of {} tokens, e.g. `{} tokens` ({} step{}), or a number of steps",
+                fmt_num(tps),
                 fmt_num(exact),
-                fmt_num(steps)
+                fmt_num(steps_hint),
+                if steps_hint == 1.0 { "" } else { "s" }
             )),
         );
     }
