@@ -48,7 +48,17 @@ fn main() {
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[n / 2];
-    println!("front end: {} files, {runs} runs planned, {experiments} experiments planned per pass", FILES.len());
-    println!("  median {median:.1} ms per pass, min {:.1} ms, max {:.1} ms ({n} passes)", times[0], times[n - 1]);
-    println!("  target < 100 ms: {}", if median < 100.0 { "met" } else { "NOT met" });
+    println!(
+        "front end: {} files, {runs} runs planned, {experiments} experiments planned per pass",
+        FILES.len()
+    );
+    println!(
+        "  median {median:.1} ms per pass, min {:.1} ms, max {:.1} ms ({n} passes)",
+        times[0],
+        times[n - 1]
+    );
+    println!(
+        "  target < 100 ms: {}",
+        if median < 100.0 { "met" } else { "NOT met" }
+    );
 }

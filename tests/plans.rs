@@ -30,7 +30,10 @@ fn snapshot_all(path: &str, prefix: &str) {
     }
     for exp in &spec.experiments {
         let plan = compile_experiment(exp, &spec.runs);
-        insta::assert_snapshot!(format!("{prefix}__exp_{}__text", exp.name), render_text(&plan));
+        insta::assert_snapshot!(
+            format!("{prefix}__exp_{}__text", exp.name),
+            render_text(&plan)
+        );
     }
 }
 
@@ -54,11 +57,23 @@ fn gpt2_small_at_point_eight_matches_the_papers_compute() {
     // GPT-2 124M grown 0 -> 12 at 0.8T: ~0.45 of the fixed run's FLOPs with embeddings
     // counted, ~0.20 without.
     let spec = load("std/paper.prog");
-    let run = spec.runs.iter().find(|r| r.name == "gpu_zero_random").expect("gpu_zero_random");
+    let run = spec
+        .runs
+        .iter()
+        .find(|r| r.name == "gpu_zero_random")
+        .expect("gpu_zero_random");
     let plan = compile_run(run);
     let r = plan.runs[0].ratio;
-    assert!((r.six_n_embedding - 0.45).abs() < 0.01, "{}", r.six_n_embedding);
-    assert!((r.six_n_non_embedding - 0.20).abs() < 0.005, "{}", r.six_n_non_embedding);
+    assert!(
+        (r.six_n_embedding - 0.45).abs() < 0.01,
+        "{}",
+        r.six_n_embedding
+    );
+    assert!(
+        (r.six_n_non_embedding - 0.20).abs() < 0.005,
+        "{}",
+        r.six_n_non_embedding
+    );
     let text = render_text(&plan);
     assert!(text.contains("6N, embeddings counted"), "{text}");
 }
@@ -66,11 +81,19 @@ fn gpt2_small_at_point_eight_matches_the_papers_compute() {
 #[test]
 fn a_tau_sweep_trains_the_zero_layer_prefix_once() {
     let spec = load("std/paper.prog");
-    let exp = spec.experiments.iter().find(|e| e.name == "e5").expect("e5");
+    let exp = spec
+        .experiments
+        .iter()
+        .find(|e| e.name == "e5")
+        .expect("e5");
     let plan = compile_experiment(exp, &spec.runs);
     assert!(plan.sharing.steps_trained < plan.sharing.steps_separate);
     // The three 0-layer runs (tau 0.5, 0.7, 0.8) share [0, 0.5T).
-    let src0: Vec<_> = plan.runs.iter().filter(|r| r.spec.name.starts_with("tiny_src0_")).collect();
+    let src0: Vec<_> = plan
+        .runs
+        .iter()
+        .filter(|r| r.spec.name.starts_with("tiny_src0_"))
+        .collect();
     assert_eq!(src0.len(), 3);
     assert_eq!(src0[0].nodes[0], src0[1].nodes[0]);
     assert_eq!(src0[1].nodes[0], src0[2].nodes[0]);

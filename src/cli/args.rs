@@ -52,16 +52,21 @@ pub enum Command {
         #[arg(required_unless_present = "resume")]
         file: Option<PathBuf>,
         /// Which recipe of the file to run (needed when it defines several).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "experiment")]
         run: Option<String>,
+        /// Run every run of this experiment, training shared prefixes once; re-running the
+        /// same command continues an interrupted experiment.
+        #[arg(long)]
+        experiment: Option<String>,
         /// auto | cpu | cuda | cuda:N. `auto` uses CUDA when it is usable, else the CPU.
         #[arg(long, default_value = "auto")]
         device: String,
-        /// Run directory (default: runs/<recipe>, never overwriting an existing one).
+        /// Run directory (default: runs/<recipe>, never overwriting an existing one; for an
+        /// experiment runs/<experiment>, continued when it holds the same experiment).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Continue a stopped run from its latest checkpoint.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["file", "run", "out", "set"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["file", "run", "experiment", "out", "set"])]
         resume: Option<PathBuf>,
         /// Stop cleanly after this global step (a checkpoint is written; resume later).
         #[arg(long, value_name = "STEP")]
@@ -71,6 +76,11 @@ pub enum Command {
         no_progress: bool,
         #[command(flatten)]
         sets: SetArgs,
+    },
+    /// Rebuild an experiment's report (markdown, JSON, plots) from its finished run directories.
+    Report {
+        /// The experiment's output directory (holds experiment.json).
+        dir: PathBuf,
     },
     /// Explain a diagnostic code in detail (`progc explain P0402`), or list all codes.
     Explain {

@@ -6,13 +6,15 @@ use std::str::FromStr;
 use super::args::{Cli, Command, DiagFormat, PlanFormat, Select};
 use super::report::{count, print_diagnostics, print_exec_error, use_color};
 use crate::check::{check, suggest::did_you_mean};
-use crate::diagnostic::{has_errors, render, Code, Diagnostic, SourceMap, Span, CODES};
+use crate::diagnostic::{CODES, Code, Diagnostic, SourceMap, Span, has_errors, render};
 use crate::exec::device::DeviceChoice;
+use crate::exec::experiment::{ExperimentOptions, read_plan, run_experiment};
+use crate::exec::report::{to_markdown, write_report};
 use crate::exec::train::{self, RunOptions};
 use crate::plan::render::{render_dot, render_json, render_text};
 use crate::plan::spec::ProgramSpec;
-use crate::plan::{compile_experiment, compile_run, Plan};
-use crate::syntax::{load_program, Program};
+use crate::plan::{Plan, compile_experiment, compile_run};
+use crate::syntax::{Program, load_program};
 
 const EXIT_OK: i32 = 0;
 const EXIT_IO: i32 = 1;
@@ -21,13 +23,29 @@ const EXIT_USER: i32 = 2;
 pub fn dispatch(cli: Cli) -> i32 {
     let color = use_color(cli.color);
     match cli.command {
-        Command::Check { files, format, deny_warnings, sets } => {
-            cmd_check(&files, format, deny_warnings, &sets.set, color)
-        }
-        Command::Plan { file, select, format, sets } => {
-            cmd_plan(&file, &select, format, &sets.set, color)
-        }
-        Command::Run { file, run, device, out, resume, stop_after, no_progress, sets } => {
+        Command::Check {
+            files,
+            format,
+            deny_warnings,
+            sets,
+        } => cmd_check(&files, format, deny_warnings, &sets.set, color),
+        Command::Plan {
+            file,
+            select,
+            format,
+            sets,
+        } => cmd_plan(&file, &select, format, &sets.set, color),
+        Command::Run {
+            file,
+            run,
+            experiment,
+            device,
+            out,
+            resume,
+            stop_after,
+            no_progress,
+            sets,
+        } => {
             let device = match DeviceChoice::from_str(&device) {
                 Ok(d) => d,
                 Err(msg) => {
@@ -35,24 +53,32 @@ pub fn dispatch(cli: Cli) -> i32 {
                     return EXIT_USER;
                 }
             };
-            let opts = |out_dir: PathBuf| RunOptions {
+            let run_opts = RunOpts {
                 device,
-                out_dir,
+                out,
                 progress: !no_progress,
                 stop_after,
+                color,
             };
             match (resume, file) {
-                (Some(dir), _) => finish_run(train::resume(&dir, &opts(dir.clone()))),
-                (None, Some(file)) => cmd_run(&file, run.as_deref(), out, &sets.set, color, opts),
+                (Some(dir), _) => finish_run(train::resume(&dir, &run_opts.for_dir(dir.clone()))),
+                (None, Some(file)) => match experiment {
+                    Some(exp) => cmd_run_experiment(&file, &exp, &sets.set, run_opts),
+                    None => cmd_run(&file, run.as_deref(), &sets.set, run_opts),
+                },
                 (None, None) => unreachable!("clap requires FILE unless --resume"),
             }
         }
+        Command::Report { dir } => cmd_report(&dir),
         Command::Explain { code } => cmd_explain(code.as_deref()),
     }
 }
 
 /// Loads and checks one file. `Err(code)` when it could not be read.
-fn load_and_check(file: &Path, sets: &[String]) -> Result<(Program, ProgramSpec, Vec<Diagnostic>), i32> {
+fn load_and_check(
+    file: &Path,
+    sets: &[String],
+) -> Result<(Program, ProgramSpec, Vec<Diagnostic>), i32> {
     let (program, mut diags) = match load_program(file, sets) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -66,7 +92,13 @@ fn load_and_check(file: &Path, sets: &[String]) -> Result<(Program, ProgramSpec,
     Ok((program, spec, diags))
 }
 
-fn cmd_check(files: &[PathBuf], format: DiagFormat, deny_warnings: bool, sets: &[String], color: bool) -> i32 {
+fn cmd_check(
+    files: &[PathBuf],
+    format: DiagFormat,
+    deny_warnings: bool,
+    sets: &[String],
+    color: bool,
+) -> i32 {
     let mut exit = EXIT_OK;
     let mut json_items: Vec<serde_json::Value> = Vec::new();
     let (mut errors, mut warnings) = (0, 0);
@@ -105,7 +137,10 @@ fn cmd_check(files: &[PathBuf], format: DiagFormat, deny_warnings: bool, sets: &
                 eprintln!("{}", super::report::count_line(errors, warnings));
             } else if exit == EXIT_OK {
                 let n = files.len();
-                eprintln!("progc: {n} file{} checked, no problems", if n == 1 { "" } else { "s" });
+                eprintln!(
+                    "progc: {n} file{} checked, no problems",
+                    if n == 1 { "" } else { "s" }
+                );
             }
         }
     }
@@ -129,7 +164,12 @@ fn entry_recipes(program: &Program) -> Vec<String> {
 }
 
 /// A P0111 diagnostic for a `--run` / `--experiment` name that does not exist.
-fn unknown_selection(flag: &str, name: &str, known: &[String], what: &str) -> (Diagnostic, SourceMap) {
+fn unknown_selection(
+    flag: &str,
+    name: &str,
+    known: &[String],
+    what: &str,
+) -> (Diagnostic, SourceMap) {
     let mut map = SourceMap::new();
     let text = format!("{flag} {name}");
     let file = map.add("<command line>", text.clone());
@@ -162,8 +202,10 @@ fn cmd_plan(file: &Path, select: &Select, format: PlanFormat, sets: &[String], c
         PlanFormat::Dot => plans.iter().map(render_dot).collect::<Vec<_>>().join("\n"),
         PlanFormat::Json if plans.len() == 1 => render_json(&plans[0]),
         PlanFormat::Json => {
-            let items: Vec<serde_json::Value> =
-                plans.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+            let items: Vec<serde_json::Value> = plans
+                .iter()
+                .filter_map(|p| serde_json::to_value(p).ok())
+                .collect();
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
         }
     };
@@ -171,7 +213,12 @@ fn cmd_plan(file: &Path, select: &Select, format: PlanFormat, sets: &[String], c
     EXIT_OK
 }
 
-fn select_plans(program: &Program, spec: &ProgramSpec, select: &Select, color: bool) -> Result<Vec<Plan>, i32> {
+fn select_plans(
+    program: &Program,
+    spec: &ProgramSpec,
+    select: &Select,
+    color: bool,
+) -> Result<Vec<Plan>, i32> {
     if let Some(name) = &select.experiment {
         let Some(exp) = spec.experiments.iter().find(|e| &e.name == name) else {
             let known: Vec<String> = spec.experiments.iter().map(|e| e.name.clone()).collect();
@@ -186,14 +233,27 @@ fn select_plans(program: &Program, spec: &ProgramSpec, select: &Select, color: b
     }
     let names = entry_recipes(program);
     if names.is_empty() {
-        eprintln!("error: {} defines no recipe", program.sources.get(crate::diagnostic::FileId(0)).name);
-        eprintln!("  help: plan a recipe from an imported file with --run NAME, or an experiment with --experiment NAME");
+        eprintln!(
+            "error: {} defines no recipe",
+            program.sources.get(crate::diagnostic::FileId(0)).name
+        );
+        eprintln!(
+            "  help: plan a recipe from an imported file with --run NAME, or an experiment with --experiment NAME"
+        );
         return Err(EXIT_USER);
     }
-    Ok(names.iter().filter_map(|n| spec.runs.iter().find(|r| &r.name == n)).map(compile_run).collect())
+    Ok(names
+        .iter()
+        .filter_map(|n| spec.runs.iter().find(|r| &r.name == n))
+        .map(compile_run)
+        .collect())
 }
 
-fn find_run<'a>(spec: &'a ProgramSpec, name: &str, color: bool) -> Result<&'a crate::plan::spec::RunSpec, i32> {
+fn find_run<'a>(
+    spec: &'a ProgramSpec,
+    name: &str,
+    color: bool,
+) -> Result<&'a crate::plan::spec::RunSpec, i32> {
     spec.runs.iter().find(|r| r.name == name).ok_or_else(|| {
         let known: Vec<String> = spec.runs.iter().map(|r| r.name.clone()).collect();
         let (d, map) = unknown_selection("--run", name, &known, "recipe");
@@ -202,39 +262,66 @@ fn find_run<'a>(spec: &'a ProgramSpec, name: &str, color: bool) -> Result<&'a cr
     })
 }
 
-fn cmd_run(
-    file: &Path,
-    run: Option<&str>,
+/// What `progc run` was asked for, beyond the recipe.
+struct RunOpts {
+    device: DeviceChoice,
     out: Option<PathBuf>,
-    sets: &[String],
+    progress: bool,
+    stop_after: Option<u64>,
     color: bool,
-    opts: impl Fn(PathBuf) -> RunOptions,
-) -> i32 {
-    let (program, spec, diags) = match load_and_check(file, sets) {
+}
+
+impl RunOpts {
+    fn for_dir(&self, out_dir: PathBuf) -> RunOptions {
+        RunOptions {
+            device: self.device,
+            out_dir,
+            progress: self.progress,
+            stop_after: self.stop_after,
+            checkpoint_at: Vec::new(),
+        }
+    }
+}
+
+/// Loads, checks (printing the diagnostics) and returns the spec, or the exit code.
+fn checked(file: &Path, sets: &[String], color: bool) -> Result<(Program, ProgramSpec), i32> {
+    let (program, spec, diags) = load_and_check(file, sets)?;
+    print_diagnostics(&diags, &program.sources, color);
+    if has_errors(&diags) {
+        return Err(EXIT_USER);
+    }
+    Ok((program, spec))
+}
+
+fn cmd_run(file: &Path, run: Option<&str>, sets: &[String], opts: RunOpts) -> i32 {
+    let (program, spec) = match checked(file, sets, opts.color) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    print_diagnostics(&diags, &program.sources, color);
-    if has_errors(&diags) {
-        return EXIT_USER;
-    }
     let name = match run {
         Some(n) => n.to_string(),
         None => match entry_recipes(&program).as_slice() {
             [one] => one.clone(),
             [] => {
                 eprintln!("error: {} defines no recipe to run", file.display());
-                eprintln!("  help: name one with --run NAME");
+                eprintln!(
+                    "  help: name one with --run NAME, or an experiment with --experiment NAME"
+                );
                 return EXIT_USER;
             }
             many => {
-                eprintln!("error: {} defines {} recipes: {}", file.display(), many.len(), many.join(", "));
+                eprintln!(
+                    "error: {} defines {} recipes: {}",
+                    file.display(),
+                    many.len(),
+                    many.join(", ")
+                );
                 eprintln!("  help: choose one with --run NAME");
                 return EXIT_USER;
             }
         },
     };
-    let run_spec = match find_run(&spec, &name, color) {
+    let run_spec = match find_run(&spec, &name, opts.color) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -243,9 +330,86 @@ fn cmd_run(
         eprintln!("error: internal: the plan of `{name}` has no run");
         return EXIT_IO;
     };
-    let out_dir = out.unwrap_or_else(|| fresh_dir(Path::new("runs"), &name));
+    let out_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| fresh_dir(Path::new("runs"), &name));
     eprintln!("progc: running `{name}` into {}", out_dir.display());
-    finish_run(train::run(run_plan, &opts(out_dir)))
+    finish_run(train::run(run_plan, &opts.for_dir(out_dir)))
+}
+
+fn cmd_run_experiment(file: &Path, name: &str, sets: &[String], opts: RunOpts) -> i32 {
+    let (program, spec) = match checked(file, sets, opts.color) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let plans = match select_plans(
+        &program,
+        &spec,
+        &Select {
+            run: None,
+            experiment: Some(name.to_string()),
+        },
+        opts.color,
+    ) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let plan = &plans[0];
+    let out_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(name));
+    let s = plan.sharing;
+    eprintln!(
+        "progc: experiment `{name}`: {} runs into {}; shared prefixes train {} steps instead of {}",
+        plan.runs.len(),
+        out_dir.display(),
+        s.steps_trained,
+        s.steps_separate
+    );
+    let exp_opts = ExperimentOptions {
+        device: opts.device,
+        out_dir: out_dir.clone(),
+        progress: opts.progress,
+        stop_after: opts.stop_after,
+    };
+    match run_experiment(plan, &exp_opts) {
+        Ok(Some(report)) => {
+            println!("{}", to_markdown(&report));
+            eprintln!(
+                "progc: report written to {}",
+                out_dir.join("report.md").display()
+            );
+            EXIT_OK
+        }
+        Ok(None) => {
+            eprintln!("progc: stopped early; run the same command again to continue");
+            EXIT_OK
+        }
+        Err(err) => {
+            print_exec_error(&err);
+            EXIT_IO
+        }
+    }
+}
+
+fn cmd_report(dir: &Path) -> i32 {
+    let result = read_plan(dir).and_then(|plan| write_report(dir, &plan));
+    match result {
+        Ok(report) => {
+            println!("{}", to_markdown(&report));
+            eprintln!(
+                "progc: report written to {}",
+                dir.join("report.md").display()
+            );
+            EXIT_OK
+        }
+        Err(err) => {
+            print_exec_error(&err);
+            EXIT_IO
+        }
+    }
 }
 
 /// `base/name`, or `base/name-2`, `-3`, ... when taken: an earlier run is never overwritten.
@@ -254,7 +418,10 @@ fn fresh_dir(base: &Path, name: &str) -> PathBuf {
     if !first.exists() {
         return first;
     }
-    (2..).map(|i| base.join(format!("{name}-{i}"))).find(|p| !p.exists()).expect("unbounded")
+    (2..)
+        .map(|i| base.join(format!("{name}-{i}")))
+        .find(|p| !p.exists())
+        .expect("unbounded")
 }
 
 fn finish_run(result: Result<crate::exec::metrics::Summary, crate::exec::ExecError>) -> i32 {
@@ -292,7 +459,9 @@ fn cmd_explain(code: Option<&str>) -> i32 {
             let names = CODES.iter().map(|c| c.name);
             match did_you_mean(&code.to_uppercase(), names) {
                 Some(s) => eprintln!("  help: {s} (`progc explain` lists every code)"),
-                None => eprintln!("  help: codes look like P0402; `progc explain` lists every code"),
+                None => {
+                    eprintln!("  help: codes look like P0402; `progc explain` lists every code")
+                }
             }
             EXIT_USER
         }

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use super::args::ColorChoice;
-use crate::diagnostic::{render, Diagnostic, Severity, SourceMap};
+use crate::diagnostic::{Diagnostic, Severity, SourceMap, render};
 use crate::exec::ExecError;
 
 /// Whether stderr output gets ANSI colors.
@@ -29,7 +29,10 @@ pub fn print_diagnostics(diags: &[Diagnostic], map: &SourceMap, color: bool) {
 }
 
 pub fn count(diags: &[Diagnostic]) -> (usize, usize) {
-    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     (errors, diags.len() - errors)
 }
 

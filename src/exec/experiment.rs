@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{run_hash, Checkpoint};
+use super::checkpoint::{Checkpoint, run_hash};
 use super::data::write_atomic;
 use super::device::DeviceChoice;
 use super::error::{ErrorKind, ExecError};
-use super::metrics::{read_metrics, MetricsWriter, Summary};
-use super::report::{write_report, ExperimentReport};
+use super::metrics::{MetricsWriter, Summary, read_metrics};
+use super::report::{ExperimentReport, write_report};
 use super::train::{self, RunOptions};
 use crate::plan::ir::{Plan, RunPlan};
 
@@ -54,22 +54,28 @@ pub fn shared_steps(plan: &Plan, a: &RunPlan, b: &RunPlan) -> u64 {
         .map_or(0, |(n, _)| plan.graph[*n].segment.end_step)
 }
 
-fn io(action: &str, path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
-    let action = action.to_string();
-    move |e| ExecError::io(&action, path, e)
+fn io<'a>(action: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
+    move |e| ExecError::io(action, path, e)
 }
 
 /// Writes the plan to `dir/experiment.json`, or checks that the one there is the same.
 fn claim_dir(dir: &Path, plan: &Plan) -> Result<(), ExecError> {
     fs::create_dir_all(dir).map_err(io("create directory", dir))?;
     let path = dir.join("experiment.json");
-    let json = serde_json::to_string_pretty(plan)
-        .map_err(|e| ExecError::new(ErrorKind::Internal, format!("cannot serialize the plan: {e}")))?;
+    let json = serde_json::to_string_pretty(plan).map_err(|e| {
+        ExecError::new(
+            ErrorKind::Internal,
+            format!("cannot serialize the plan: {e}"),
+        )
+    })?;
     match fs::read_to_string(&path) {
         Ok(existing) if existing == json => Ok(()),
         Ok(_) => Err(ExecError::new(
             ErrorKind::Checkpoint,
-            format!("{} holds a different experiment (or the recipe changed)", dir.display()),
+            format!(
+                "{} holds a different experiment (or the recipe changed)",
+                dir.display()
+            ),
         )
         .with_help("choose another --out directory, or delete that one to start afresh")),
         Err(_) => write_atomic(&path, json.as_bytes()).map_err(io("write", &path)),
@@ -84,13 +90,20 @@ pub fn read_plan(dir: &Path) -> Result<Plan, ExecError> {
             .with_help("point at the output directory of `progc run FILE --experiment NAME`")
     })?;
     serde_json::from_str(&text).map_err(|e| {
-        ExecError::new(ErrorKind::Checkpoint, format!("{} is damaged: {e}", path.display()))
+        ExecError::new(
+            ErrorKind::Checkpoint,
+            format!("{} is damaged: {e}", path.display()),
+        )
     })
 }
 
 fn log_trained(dir: &Path, t: &Trained) -> Result<(), ExecError> {
     let path = dir.join("trained.jsonl");
-    let mut f = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io("open", &path))?;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
     let line = serde_json::to_string(t).unwrap_or_default();
     writeln!(f, "{line}").map_err(io("write", &path))
 }
@@ -99,7 +112,10 @@ fn log_trained(dir: &Path, t: &Trained) -> Result<(), ExecError> {
 pub fn read_trained(dir: &Path) -> Result<Vec<Trained>, ExecError> {
     let path = dir.join("trained.jsonl");
     match fs::read_to_string(&path) {
-        Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(ExecError::io("read", &path, e)),
     }
@@ -120,7 +136,10 @@ fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, Exe
     fs::create_dir_all(dir.join("checkpoints")).map_err(io("create directory", dir))?;
     ck.write(&dir.join("checkpoints").join("latest.ckpt"))?;
     let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"))?;
-    for row in read_metrics(&donor.join("metrics.jsonl"))?.iter().filter(|r| r.step < s) {
+    for row in read_metrics(&donor.join("metrics.jsonl"))?
+        .iter()
+        .filter(|r| r.step < s)
+    {
         metrics.write(row)?;
     }
     let json = serde_json::to_string_pretty(rp).unwrap_or_default();
@@ -131,7 +150,10 @@ fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, Exe
 
 /// Runs (or continues) every run of `plan`, then writes the report. `Ok(None)` when it stopped
 /// early at `stop_after`.
-pub fn run_experiment(plan: &Plan, opts: &ExperimentOptions) -> Result<Option<ExperimentReport>, ExecError> {
+pub fn run_experiment(
+    plan: &Plan,
+    opts: &ExperimentOptions,
+) -> Result<Option<ExperimentReport>, ExecError> {
     let root = &opts.out_dir;
     claim_dir(root, plan)?;
     for (i, rp) in plan.runs.iter().enumerate() {
@@ -165,7 +187,10 @@ pub fn run_experiment(plan: &Plan, opts: &ExperimentOptions) -> Result<Option<Ex
                 .max_by_key(|&(_, s)| s);
             if let Some((d, s)) = donor {
                 if seed_from(&root.join(&d.spec.name), &dir, rp, s)? {
-                    eprintln!("experiment: `{name}` starts from `{}` at step {s} (shared prefix)", d.spec.name);
+                    eprintln!(
+                        "experiment: `{name}` starts from `{}` at step {s} (shared prefix)",
+                        d.spec.name
+                    );
                 }
             }
         }
@@ -176,7 +201,14 @@ pub fn run_experiment(plan: &Plan, opts: &ExperimentOptions) -> Result<Option<Ex
             eprintln!("experiment: training `{name}`");
             train::run(rp, &run_opts)?
         };
-        log_trained(root, &Trained { run: name.clone(), from, to: summary.total_steps })?;
+        log_trained(
+            root,
+            &Trained {
+                run: name.clone(),
+                from,
+                to: summary.total_steps,
+            },
+        )?;
         if summary.total_steps < rp.spec.total_steps {
             return Ok(None); // stopped early on request
         }

@@ -71,15 +71,28 @@ pub fn plot_losses(
         .collect();
     let val = rows
         .iter()
-        .filter_map(|r| r.val_loss.filter(|v| v.is_finite()).map(|v| (r.step as f64, v)))
+        .filter_map(|r| {
+            r.val_loss
+                .filter(|v| v.is_finite())
+                .map(|v| (r.step as f64, v))
+        })
         .collect();
     let figure = Figure {
         title: title.to_string(),
         x_label: "step".into(),
         y_label: "loss".into(),
         series: vec![
-            Series { name: "train".into(), points: train, ..Series::default() },
-            Series { name: "val".into(), points: val, dots: true, ..Series::default() },
+            Series {
+                name: "train".into(),
+                points: train,
+                ..Series::default()
+            },
+            Series {
+                name: "val".into(),
+                points: val,
+                dots: true,
+                ..Series::default()
+            },
         ],
         markers: growth_steps.iter().map(|&g| g as f64).collect(),
         marker_name: "growth".into(),
@@ -173,7 +186,12 @@ impl PlotData {
             (lo, hi) = (0.0, 1.0);
         }
         let pad = if hi > lo { 0.04 * (hi - lo) } else { 0.5 };
-        PlotData { series, marks, x: (0.0, x_max), y: (lo - pad, hi + pad) }
+        PlotData {
+            series,
+            marks,
+            x: (0.0, x_max),
+            y: (lo - pad, hi + pad),
+        }
     }
 }
 
@@ -207,12 +225,18 @@ fn draw<DB: DrawingBackend>(
     let grid = ShapeStyle::from(&GRID_COLOR).stroke_width(1);
     for &x in &x_ticks.values {
         chart
-            .draw_series(std::iter::once(PathElement::new(vec![(x, y0), (x, y1)], grid)))
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, y0), (x, y1)],
+                grid,
+            )))
             .map_err(err)?;
     }
     for &y in &y_ticks.values {
         chart
-            .draw_series(std::iter::once(PathElement::new(vec![(x0, y), (x1, y)], grid)))
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x0, y), (x1, y)],
+                grid,
+            )))
             .map_err(err)?;
     }
     let frame = ShapeStyle::from(&BLACK).stroke_width(1);
@@ -232,7 +256,10 @@ fn draw<DB: DrawingBackend>(
     for (i, (points, spec)) in data.series.iter().zip(&figure.series).enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(1),
+            ))
             .map_err(err)?;
         if spec.dots {
             chart
@@ -240,7 +267,11 @@ fn draw<DB: DrawingBackend>(
                 .map_err(err)?;
         }
         chart
-            .draw_series(data.marks[i].iter().map(|&p| Circle::new(p, 7, color.stroke_width(2))))
+            .draw_series(
+                data.marks[i]
+                    .iter()
+                    .map(|&p| Circle::new(p, 7, color.stroke_width(2))),
+            )
             .map_err(err)?;
     }
 
@@ -249,23 +280,64 @@ fn draw<DB: DrawingBackend>(
     for &x in &x_ticks.values {
         let (px, py) = chart.backend_coord(&(x, y0));
         text.line((px, py), (px, py + 5), &BLACK)?;
-        text.label(&x_ticks.format(x), (px, py + 9), HPos::Center, VPos::Top, 13, &BLACK)?;
+        text.label(
+            &x_ticks.format(x),
+            (px, py + 9),
+            HPos::Center,
+            VPos::Top,
+            13,
+            &BLACK,
+        )?;
     }
     for &y in &y_ticks.values {
         let (px, py) = chart.backend_coord(&(x0, y));
         text.line((px - 5, py), (px, py), &BLACK)?;
-        text.label(&y_ticks.format(y), (px - 9, py), HPos::Right, VPos::Center, 13, &BLACK)?;
+        text.label(
+            &y_ticks.format(y),
+            (px - 9, py),
+            HPos::Right,
+            VPos::Center,
+            13,
+            &BLACK,
+        )?;
     }
     let (left, bottom) = chart.backend_coord(&(x0, y0));
     let (right, top) = chart.backend_coord(&(x1, y1));
     let mid = (left + right) / 2;
-    text.label(&figure.x_label, (mid, bottom + 34), HPos::Center, VPos::Top, 15, &BLACK)?;
-    text.label(&figure.y_label, (left, top - 8), HPos::Center, VPos::Bottom, 15, &BLACK)?;
-    text.label(&figure.title, (mid, 12), HPos::Center, VPos::Top, 19, &BLACK)?;
+    text.label(
+        &figure.x_label,
+        (mid, bottom + 34),
+        HPos::Center,
+        VPos::Top,
+        15,
+        &BLACK,
+    )?;
+    text.label(
+        &figure.y_label,
+        (left, top - 8),
+        HPos::Center,
+        VPos::Bottom,
+        15,
+        &BLACK,
+    )?;
+    text.label(
+        &figure.title,
+        (mid, 12),
+        HPos::Center,
+        VPos::Top,
+        19,
+        &BLACK,
+    )?;
 
     // Legend, top right inside the frame.
     let has_marks = !figure.markers.is_empty() || data.marks.iter().any(|m| !m.is_empty());
-    let longest = figure.series.iter().map(|s| s.name.len()).max().unwrap_or(0).max(6);
+    let longest = figure
+        .series
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     let (lx, mut ly) = (right - 44 - 8 * longest as i32, top + 16);
     for (i, s) in figure.series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
@@ -276,7 +348,14 @@ fn draw<DB: DrawingBackend>(
     if has_marks {
         text.line((lx, ly), (lx + 10, ly), &GROWTH_COLOR)?;
         text.line((lx + 16, ly), (lx + 26, ly), &GROWTH_COLOR)?;
-        text.label(&figure.marker_name, (lx + 34, ly), HPos::Left, VPos::Center, 13, &BLACK)?;
+        text.label(
+            &figure.marker_name,
+            (lx + 34, ly),
+            HPos::Left,
+            VPos::Center,
+            13,
+            &BLACK,
+        )?;
     }
     Ok(())
 }

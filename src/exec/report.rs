@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::data::write_atomic;
 use super::error::ExecError;
-use super::metrics::{read_metrics, MetricRow, Summary};
-use super::plot::{plot_figure, Figure, Series};
+use super::metrics::{MetricRow, Summary, read_metrics};
+use super::plot::{Figure, Series, plot_figure};
 use crate::plan::flops::Flops;
 use crate::plan::ir::{Plan, Sharing};
 use crate::plan::render::human;
@@ -43,7 +43,11 @@ impl RunResult {
     fn val_points(&self) -> Vec<(u64, f64, usize)> {
         self.rows
             .iter()
-            .filter_map(|r| r.val_loss.filter(|v| v.is_finite()).map(|v| (r.step, v, r.depth)))
+            .filter_map(|r| {
+                r.val_loss
+                    .filter(|v| v.is_finite())
+                    .map(|v| (r.step, v, r.depth))
+            })
             .collect()
     }
 }
@@ -99,10 +103,13 @@ fn spike(points: &[(u64, f64, usize)], step: u64, from: usize, to: usize) -> Opt
 
 fn t_mix(run: &RunResult, reference: &[(u64, f64, usize)]) -> Option<u64> {
     let last = *run.summary.growth_steps.last()?;
-    run.val_points().iter().filter(|p| p.0 >= last).find_map(|p| {
-        let r = value_at(reference, p.0)?;
-        (p.1 <= r * (1.0 + MIX_TOLERANCE)).then(|| p.0 - last)
-    })
+    run.val_points()
+        .iter()
+        .filter(|p| p.0 >= last)
+        .find_map(|p| {
+            let r = value_at(reference, p.0)?;
+            (p.1 <= r * (1.0 + MIX_TOLERANCE)).then(|| p.0 - last)
+        })
 }
 
 /// Builds the report of `plan` (an experiment) from its runs' results, in plan order.
@@ -119,7 +126,9 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
     let ref_points = ref_run.val_points();
     let mut runs = Vec::new();
     for rp in &plan.runs {
-        let Some(res) = find(&rp.spec.name) else { continue };
+        let Some(res) = find(&rp.spec.name) else {
+            continue;
+        };
         let s = &res.summary;
         let points = res.val_points();
         let spikes = rp
@@ -131,12 +140,17 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
         runs.push(RunReport {
             run: s.run.clone(),
             final_val_loss: s.final_val_loss,
-            gap: (s.final_val_loss - ref_run.summary.final_val_loss) / ref_run.summary.final_val_loss,
+            gap: (s.final_val_loss - ref_run.summary.final_val_loss)
+                / ref_run.summary.final_val_loss,
             flops: s.flops,
             flops_vs_reference: s.flops.ratio(ref_run.summary.flops),
             flops_vs_fixed: s.ratio,
             wall_s: s.wall_s,
-            wall_vs_reference: if ref_run.summary.wall_s > 0.0 { s.wall_s / ref_run.summary.wall_s } else { 0.0 },
+            wall_vs_reference: if ref_run.summary.wall_s > 0.0 {
+                s.wall_s / ref_run.summary.wall_s
+            } else {
+                0.0
+            },
             growth_steps: s.growth_steps.clone(),
             spikes,
             t_mix: t_mix(res, &ref_points),
@@ -170,7 +184,11 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
         let growth = if run.growth_steps.is_empty() {
             "-".to_string()
         } else {
-            run.growth_steps.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            run.growth_steps
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let spikes = if run.spikes.is_empty() {
             "-".to_string()
@@ -235,7 +253,9 @@ fn plots(dir: &Path, r: &ExperimentReport, results: &[RunResult]) -> Result<(), 
             ..Figure::default()
         };
         for run in &r.runs {
-            let Some(res) = results.iter().find(|x| x.summary.run == run.run) else { continue };
+            let Some(res) = results.iter().find(|x| x.summary.run == run.run) else {
+                continue;
+            };
             let x = |row: &MetricRow| if by_flops { row.flops } else { row.step as f64 };
             let points: Vec<(f64, f64)> = res
                 .rows
@@ -246,14 +266,29 @@ fn plots(dir: &Path, r: &ExperimentReport, results: &[RunResult]) -> Result<(), 
                 .growth_steps
                 .iter()
                 .filter_map(|&g| {
-                    res.rows.iter().find(|row| row.step + 1 >= g && row.val_loss.is_some())
+                    res.rows
+                        .iter()
+                        .find(|row| row.step + 1 >= g && row.val_loss.is_some())
                         .and_then(|row| row.val_loss.map(|v| (x(row), v)))
                 })
                 .collect();
-            figure.series.push(Series { name: run.run.clone(), points, dots: true, marks });
+            figure.series.push(Series {
+                name: run.run.clone(),
+                points,
+                dots: true,
+                marks,
+            });
         }
-        let stem = if by_flops { "val_vs_flops" } else { "val_vs_step" };
-        plot_figure(&figure, &dir.join(format!("{stem}.png")), &dir.join(format!("{stem}.svg")))?;
+        let stem = if by_flops {
+            "val_vs_flops"
+        } else {
+            "val_vs_step"
+        };
+        plot_figure(
+            &figure,
+            &dir.join(format!("{stem}.png")),
+            &dir.join(format!("{stem}.svg")),
+        )?;
     }
     Ok(())
 }
@@ -268,7 +303,8 @@ pub fn write_report(dir: &Path, plan: &Plan) -> Result<ExperimentReport, ExecErr
         .collect::<Result<Vec<_>, _>>()?;
     let report = build_report(plan, &results)?;
     let md = dir.join("report.md");
-    write_atomic(&md, to_markdown(&report).as_bytes()).map_err(|e| ExecError::io("write", &md, e))?;
+    write_atomic(&md, to_markdown(&report).as_bytes())
+        .map_err(|e| ExecError::io("write", &md, e))?;
     let json = dir.join("report.json");
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     write_atomic(&json, text.as_bytes()).map_err(|e| ExecError::io("write", &json, e))?;

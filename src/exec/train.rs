@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop cleanly once this many global steps are done (a checkpoint is written).
     pub stop_after: Option<u64>,
+    /// Extra steps at which to keep a `checkpoints/step-<N>.ckpt` (where other runs of an
+    /// experiment branch off this one), besides the ones before each growth.
+    pub checkpoint_at: Vec<u64>,
 }
 
 /// Trains `plan` from scratch into `opts.out_dir`.
@@ -76,6 +79,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
         dir,
         progress: opts.progress,
         stop_after: opts.stop_after,
+        checkpoint_at: &opts.checkpoint_at,
         resume: None,
     };
     dispatch(opts.device, true, job)
@@ -103,6 +107,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
         dir,
         progress: opts.progress,
         stop_after: opts.stop_after,
+        checkpoint_at: &opts.checkpoint_at,
         resume: Some(ck),
     };
     dispatch(opts.device, true, job)
@@ -181,6 +186,7 @@ struct Job<'a> {
     dir: &'a Path,
     progress: bool,
     stop_after: Option<u64>,
+    checkpoint_at: &'a [u64],
     resume: Option<Checkpoint>,
 }
 
@@ -355,7 +361,8 @@ impl BackendTask for Job<'_> {
 
             // Checkpoints: before a growth (kept), periodically, at the end and at a stop.
             let periodic = spec.checkpoint_every > 0 && (s + 1) % spec.checkpoint_every == 0;
-            if growth_next || periodic || last || s + 1 == end {
+            let keep = growth_next || self.checkpoint_at.contains(&(s + 1));
+            if keep || periodic || last || s + 1 == end {
                 st.timing.wall_s = wall0 + started.elapsed().as_secs_f64();
                 let ck = Checkpoint::capture(
                     spec,
@@ -367,7 +374,7 @@ impl BackendTask for Job<'_> {
                     st.timing.clone(),
                 );
                 ck.write(&latest_path(self.dir))?;
-                if growth_next {
+                if keep {
                     ck.write(&ckpt_dir.join(format!("step-{}.ckpt", s + 1)))?;
                 }
             }
@@ -579,6 +586,7 @@ mod tests {
             out_dir: dir.to_path_buf(),
             progress: false,
             stop_after,
+            checkpoint_at: Vec::new(),
         }
     }
 

@@ -506,8 +506,20 @@ mod tests {
 
     #[test]
     fn suffixed_decimals_are_whole_numbers() {
-        assert_eq!(number("327.68M"), Number { value: 327_680_000.0, integer: true });
-        assert_eq!(number("1.5"), Number { value: 1.5, integer: false });
+        assert_eq!(
+            number("327.68M"),
+            Number {
+                value: 327_680_000.0,
+                integer: true
+            }
+        );
+        assert_eq!(
+            number("1.5"),
+            Number {
+                value: 1.5,
+                integer: false
+            }
+        );
         assert_eq!(number("6e-4").value, 6e-4);
     }
 
