@@ -73,7 +73,10 @@ pub fn parse_set(file: FileId, src: &str) -> Result<(Ident, Value), Diagnostic> 
 }
 
 /// Byte offset of the next line (at or after `from`) that begins with a top-level keyword.
-fn next_item_start(src: &str, from: usize) -> usize {
+fn next_item_start(src: &str, mut from: usize) -> usize {
+    while from < src.len() && !src.is_char_boundary(from) {
+        from += 1; // `from` may land inside a multi-byte character
+    }
     let mut line_start = match src[..from.min(src.len())].rfind('\n') {
         Some(i) => i + 1,
         None => 0,
