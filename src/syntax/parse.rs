@@ -74,7 +74,12 @@ pub fn parse_set(file: FileId, src: &str) -> Result<(Ident, Value), Diagnostic> 
 
 /// Byte offset of the next line (at or after `from`) that begins with a top-level keyword.
 fn next_item_start(src: &str, from: usize) -> usize {
-    let mut line_start = match src[..from.min(src.len())].rfind('\n') {
+    // `from` is one byte past an error point, which may fall inside a multi-byte character.
+    let mut from = from.min(src.len());
+    while !src.is_char_boundary(from) {
+        from += 1;
+    }
+    let mut line_start = match src[..from].rfind('\n') {
         Some(i) => i + 1,
         None => 0,
     };
