@@ -148,15 +148,77 @@ fn ok_fixture_has_no_diagnostics_and_resolves_every_run() {
     assert_eq!(zero.growths[0].to_depth, 6);
 }
 
-/// Five independent errors in one recipe: each is reported, in one pass.
-#[test]
-fn analysis_goes_on_after_an_error() {
-    let src = r#"
+const PRELUDE: &str = r#"
 import "std/gpt2.prog"
 import "std/schedules.prog"
 
 data emma = text("data/emma.txt", tokenizer: bytes, val: 10%)
+"#;
 
+/// The five independent errors of the two tests below, and the text each must point at.
+const FIVE_ERRORS: [(&str, &str); 5] = [
+    ("P0104", "layers"),
+    ("P0106", "stpes"),
+    ("P0204", "6"),
+    ("P0302", "700"),
+    ("P0304", "copy"),
+];
+
+/// Asserts that every error of `FIVE_ERRORS` is reported at its own cause, and no run
+/// resolves.
+fn assert_five_errors(body: &str) {
+    let (program, spec, diags) = check_text(&format!("{PRELUDE}{body}"));
+    let got = codes_of(&diags);
+    let shown = render_all(&diags, &program.sources);
+    for (code, what) in FIVE_ERRORS {
+        let d = diags.iter().find(|d| d.code.name() == code);
+        let d = d.unwrap_or_else(|| panic!("{code} missing; got {got:?}:\n{shown}"));
+        // Each points at its own cause, not at the whole recipe.
+        let at = program.sources.slice(d.span);
+        assert!(
+            at.contains(what) && at.len() < 60,
+            "{code} should point at `{what}`, points at `{at}`"
+        );
+    }
+    assert!(spec.runs.is_empty(), "recipes with errors yield no run");
+}
+
+/// Five independent errors in two recipes (the model and unit errors in one, the growth
+/// errors in the other): all reported in one pass.
+#[test]
+fn analysis_goes_on_after_an_error() {
+    assert_five_errors(
+        r#"
+recipe broken_model {
+  model      = gpt2_tiny { heads: 6, layers: 6 }
+  data       = emma
+  steps      = 600
+  batch      = 16 x 128
+  eval_every = 50 stpes
+  optimizer  = adamw_tiny
+  schedule   = wsd_paper
+}
+recipe broken_growth {
+  model      = gpt2_tiny
+  data       = emma
+  steps      = 600
+  batch      = 16 x 128
+  optimizer  = adamw_tiny
+  schedule   = wsd_paper
+  start depth 0
+  grow at 700 to depth 6 { init: copy(stack) }
+}
+"#,
+    );
+}
+
+/// The same five errors in ONE recipe. The growth errors do not depend on the broken model
+/// (the run length and the start depth are written out), so they must still be reported: a bad
+/// field is reported and the rest of the recipe still checked.
+#[test]
+fn analysis_goes_on_after_an_error_within_a_recipe() {
+    assert_five_errors(
+        r#"
 recipe broken {
   model      = gpt2_tiny { heads: 6, layers: 6 }
   data       = emma
@@ -168,27 +230,8 @@ recipe broken {
   start depth 0
   grow at 700 to depth 6 { init: copy(stack) }
 }
-"#;
-    let (program, spec, diags) = check_text(src);
-    let got = codes_of(&diags);
-    let shown = render_all(&diags, &program.sources);
-    for (code, what) in [
-        ("P0104", "layers"),
-        ("P0106", "stpes"),
-        ("P0204", "6"),
-        ("P0302", "700"),
-        ("P0304", "copy"),
-    ] {
-        let d = diags.iter().find(|d| d.code.name() == code);
-        let d = d.unwrap_or_else(|| panic!("{code} missing; got {got:?}:\n{shown}"));
-        // Each points at its own cause, not at the whole recipe.
-        let at = program.sources.slice(d.span);
-        assert!(
-            at.contains(what) && at.len() < 60,
-            "{code} should point at `{what}`, points at `{at}`"
-        );
-    }
-    assert!(spec.runs.is_empty(), "a recipe with errors yields no run");
+"#,
+    );
 }
 
 /// The std library and the examples are real inputs: no errors (warnings are expected, since
