@@ -49,8 +49,12 @@ fn burn_tok_per_s(depth: usize, steps: usize) -> f64 {
         lr_mult: LrMultipliers::default(),
     }));
     let groups = model.param_groups();
-    let tokens: Vec<i32> = (0..BATCH * m.context).map(|i| ((i * 7919) % m.vocab) as i32).collect();
-    let batch = || Tensor::<B, 2, Int>::from_data(TensorData::new(tokens.clone(), [BATCH, m.context]), &device);
+    let tokens: Vec<i32> = (0..BATCH * m.context)
+        .map(|i| ((i * 7919) % m.vocab) as i32)
+        .collect();
+    let batch = || {
+        Tensor::<B, 2, Int>::from_data(TensorData::new(tokens.clone(), [BATCH, m.context]), &device)
+    };
     let mut step = |model: Gpt2<B>| {
         let loss = model.loss(batch(), batch());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -68,22 +72,47 @@ fn burn_tok_per_s(depth: usize, steps: usize) -> f64 {
 /// PyTorch's figure for the same model, or why there is none.
 fn torch_tok_per_s(depth: usize, steps: usize) -> Result<f64, String> {
     let out = Command::new("python3")
-        .args(["bench/torch_gpt2.py", "--device", "cpu", "--depth", &depth.to_string()])
-        .args(["--width", "128", "--heads", "4", "--context", "128", "--vocab", "256"])
+        .args([
+            "bench/torch_gpt2.py",
+            "--device",
+            "cpu",
+            "--depth",
+            &depth.to_string(),
+        ])
+        .args([
+            "--width",
+            "128",
+            "--heads",
+            "4",
+            "--context",
+            "128",
+            "--vocab",
+            "256",
+        ])
         .args(["--batch", &BATCH.to_string(), "--steps", &steps.to_string()])
         .output()
         .map_err(|e| format!("python3 not runnable: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or("").trim();
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|_| format!("{} {}", line, String::from_utf8_lossy(&out.stderr).trim()))?;
-    value["tok_per_s"].as_f64().ok_or_else(|| format!("no tok_per_s in {line}"))
+    let value: serde_json::Value = serde_json::from_str(line)
+        .map_err(|_| format!("{} {}", line, String::from_utf8_lossy(&out.stderr).trim()))?;
+    value["tok_per_s"]
+        .as_f64()
+        .ok_or_else(|| format!("no tok_per_s in {line}"))
 }
 
 fn main() {
-    let steps: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10);
-    println!("GPT-2 tiny (width 128, 4 heads, context 128, vocab 256), batch {BATCH} x 128, AdamW, fp32, CPU");
-    println!("{:>5}  {:>14}  {:>14}  {:>12}", "depth", "burn flex tok/s", "torch tok/s", "burn / torch");
+    let steps: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10);
+    println!(
+        "GPT-2 tiny (width 128, 4 heads, context 128, vocab 256), batch {BATCH} x 128, AdamW, fp32, CPU"
+    );
+    println!(
+        "{:>5}  {:>14}  {:>14}  {:>12}",
+        "depth", "burn flex tok/s", "torch tok/s", "burn / torch"
+    );
     let mut torch_note = None;
     for depth in DEPTHS {
         let ours = burn_tok_per_s(depth, steps);

@@ -289,26 +289,31 @@ impl<'p> Checker<'p> {
             .map(|g| self.growth_draft(g, model_std))
             .collect();
         let drafts: Option<Vec<GrowthDraft>> = drafts.into_iter().collect();
+        // The method rules run whenever the run length, start depth and growths are known,
+        // even if the model, batch or schedule is broken: every problem in one pass.
+        let growths = match (total, start, drafts) {
+            (Some(total), Some(start), Some(drafts)) => super::rules::method_rules(
+                &mut self.d,
+                def.name.span.file,
+                total,
+                tps,
+                start,
+                model.as_ref(),
+                schedule.as_ref(),
+                drafts,
+            ),
+            _ => None,
+        };
         let (model, data, batch, total, optimizer, schedule) =
             (model?, data?, batch?, total?, optimizer?, schedule?);
-        let (seed, eval_batches, eval_every, checkpoint_every, start, drafts) = (
+        let (seed, eval_batches, eval_every, checkpoint_every, start, growths) = (
             seed?,
             eval_batches?,
             eval_every?,
             checkpoint_every?,
             start?,
-            drafts?,
+            growths?,
         );
-        let growths = super::rules::method_rules(
-            &mut self.d,
-            def.name.span.file,
-            total,
-            batch.tokens_per_step(),
-            start,
-            &model,
-            &schedule,
-            drafts,
-        )?;
         if !complete || inherited_error || self.error_count() > errors_before {
             return None;
         }

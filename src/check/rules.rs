@@ -16,7 +16,7 @@ use super::Checker;
 use super::fields::bind_fields;
 use super::model::Model;
 use super::recipe::Growth;
-use super::value::{self, Sink, Time};
+use super::value::{self, Sink, Time, TimeKind};
 
 /// Share of the LR mass that should remain after the last growth (the paper: WSD at 0.8T).
 pub const MIN_LR_MASS: f64 = 0.16;
@@ -91,15 +91,20 @@ pub fn method_rules(
     d: &mut Sink,
     home: crate::diagnostic::FileId,
     total: u64,
-    tps: u64,
+    tps: Option<u64>,
     start: (usize, Option<Span>),
-    model: &Model,
-    schedule: &ScheduleSpec,
+    model: Option<&Model>,
+    schedule: Option<&ScheduleSpec>,
     drafts: Vec<GrowthDraft>,
 ) -> Option<Vec<GrowthSpec>> {
-    let mut ok = true;
+    // A broken model, batch or schedule does not stop the checks that don't need it: the
+    // rules that need one are skipped (their cause is already reported), the others still run.
+    let mut ok = model.is_some() && schedule.is_some() && tps.is_some();
     let (start_depth, start_span) = start;
-    if start_depth > model.depth {
+    let start_fits = model.is_none_or(|m| start_depth <= m.depth);
+    if let Some(model) = model
+        && start_depth > model.depth
+    {
         let span = start_span.unwrap_or(model.depth_span);
         d.push(
             Diagnostic::new(
@@ -119,13 +124,20 @@ pub fn method_rules(
         );
         ok = false;
     }
-    let decay_from = decay_start(schedule, total);
+    let decay_from = schedule.and_then(|s| decay_start(s, total));
     let mut growths = Vec::new();
     let mut depth = start_depth;
     let mut prev: Option<(u64, Span)> = None;
     let mut last_valid_at: Option<u64> = None;
     for (i, g) in drafts.iter().enumerate() {
-        let at = g.at.steps(total, tps, d);
+        let at = match (g.at.kind, tps) {
+            (TimeKind::Tokens(_), None) => {
+                // In tokens, but the batch is unknown: nothing to check this growth's time by.
+                depth = depth.max(g.to);
+                continue;
+            }
+            (_, tps) => g.at.steps(total, tps.unwrap_or(1), d),
+        };
         let mut inside = true;
         if at == 0 {
             d.push(
@@ -165,7 +177,7 @@ pub fn method_rules(
             ok = false;
         }
         ok &= inside;
-        if g.to <= depth && start_depth <= model.depth {
+        if g.to <= depth && start_fits {
             d.push(
                 Diagnostic::new(
                     Code::P0303,
@@ -272,7 +284,10 @@ pub fn method_rules(
         });
         depth = depth.max(g.to);
     }
-    if depth != model.depth && start_depth <= model.depth {
+    if let Some(model) = model
+        && depth != model.depth
+        && start_fits
+    {
         let span = drafts
             .last()
             .map(|g| g.to_span)
@@ -303,7 +318,7 @@ pub fn method_rules(
     if !ok {
         return None;
     }
-    if let (Some(at), Some(last)) = (last_valid_at, drafts.last()) {
+    if let (Some(at), Some(last), Some(schedule)) = (last_valid_at, drafts.last(), schedule) {
         let mass = mass_after(schedule, at, total);
         // Compared at the printed precision: the paper's own setting (WSD 2%/10%, growth at
         // 0.8T, 0.158) is the calibration point and must not warn.

@@ -154,7 +154,7 @@ fn codes_fire_where_they_should() {
         ),
         (
             "P0302",
-            "recipe r = tiny_base { start depth 0; grow at 600 to depth 6 }",
+            "recipe r = tiny_base { start depth 0; grow at 1500 to depth 6 }",
         ),
         (
             "P0303",
@@ -393,17 +393,17 @@ recipe full {
 #[test]
 fn std_recipes_resolve_as_the_paper_says() {
     let r = run("", "tiny_zero_random", &[]);
-    assert_eq!((r.total_steps, r.start_depth, r.eval_every), (600, 0, 50));
+    assert_eq!((r.total_steps, r.start_depth, r.eval_every), (1500, 0, 100));
     assert_eq!(r.growths.len(), 1);
-    assert_eq!(r.growths[0].at_step, 480);
+    assert_eq!(r.growths[0].at_step, 1200);
     assert_eq!(r.growths[0].init, InitSpec::Random { std: 0.02 });
     assert_eq!(r.growths[0].placement, Placement::Top);
     assert_eq!(r.growths[0].optimizer_state, OptStatePolicy::Keep);
     assert_eq!(
         r.schedule,
         ScheduleSpec::Wsd {
-            warmup_steps: 12,
-            decay_steps: 60,
+            warmup_steps: 30,
+            decay_steps: 150,
             shape: DecayShape::Linear,
             floor: 0.0
         }
@@ -418,7 +418,7 @@ fn std_recipes_resolve_as_the_paper_says() {
         .iter()
         .map(|g| (g.at_step, g.from_depth, g.to_depth))
         .collect();
-    assert_eq!(steps, [(240, 0, 2), (480, 2, 6)]);
+    assert_eq!(steps, [(600, 0, 2), (1200, 2, 6)]);
     // Muon with its embedded AdamW; the GPU data with the gpt2 tokenizer.
     let g = run(
         "recipe gm = gpu_zero_random { optimizer = muon_paper }",
@@ -451,7 +451,7 @@ fn inheritance_replaces_growths_and_assignments() {
     );
     // `tokens` in a child replaces the parent's `steps` (one slot, the run length).
     let t = run("recipe t = tiny_base { tokens = 2048000 tokens }", "t", &[]);
-    assert_eq!(t.total_steps, 1000);
+    assert_eq!(t.total_steps, 2000);
 }
 
 #[test]
@@ -513,7 +513,7 @@ fn times_in_tokens_and_steps() {
         "t",
         &[],
     );
-    assert_eq!(r.growths[0].at_step, 480);
+    assert_eq!(r.growths[0].at_step, 960);
     let r = run(
         "recipe t = tiny_base { start depth 0; grow at 450 steps to depth 6 }",
         "t",
@@ -523,11 +523,11 @@ fn times_in_tokens_and_steps() {
     // A token budget that is not a whole number of steps is rounded, with a warning.
     assert_eq!(
         check("recipe t = tiny_base { tokens = 1M tokens }"),
-        "P0406 1000000 tokens is not a multiple of the batch (2048 tokens per step): rounded to 488 steps [write a multiple of 2048 tokens, e.g. `999424 tokens` (488 steps), or a number of steps]"
+        "P0406 1000000 tokens is not a multiple of the batch (1024 tokens per step): rounded to 977 steps [write a multiple of 1024 tokens, e.g. `1000448 tokens` (977 steps), or a number of steps]"
     );
     assert_eq!(
         run("recipe t = tiny_base { tokens = 1M tokens }", "t", &[]).total_steps,
-        488
+        977
     );
 }
 
