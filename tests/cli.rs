@@ -1,0 +1,193 @@
+//! The `progc` binary as a user meets it: exit codes, messages for every kind of mistake, and
+//! no panics.
+
+use std::process::{Command, Output};
+
+fn progc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_progc"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the progc binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_no_panic(o: &Output) {
+    let t = text(o);
+    assert!(!t.contains("panicked"), "panic:\n{t}");
+}
+
+#[test]
+fn p0111_fixture_unknown_run_is_a_coded_diagnostic() {
+    let args = std::fs::read_to_string("tests/fixtures/P0111.args").expect("args fixture");
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let out = progc(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("P0111") && t.contains("no_such_run"), "{t}");
+    insta::assert_snapshot!("cli_P0111", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn check_exit_codes() {
+    let ok = progc(&["check", "examples/tiny.prog", "examples/gpt2_small.prog"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let bad = progc(&["check", "tests/fixtures/P0204.prog"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let warn = progc(&["check", "tests/fixtures/P0403.prog"]);
+    assert_eq!(warn.status.code(), Some(0), "warnings alone pass");
+    let denied = progc(&["check", "--deny-warnings", "tests/fixtures/P0403.prog"]);
+    assert_eq!(
+        denied.status.code(),
+        Some(2),
+        "--deny-warnings fails on warnings"
+    );
+    let missing = progc(&["check", "no/such/file.prog"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("cannot read no/such/file.prog"),
+        "{}",
+        text(&missing)
+    );
+}
+
+#[test]
+fn check_json_has_the_documented_fields() {
+    let out = progc(&["check", "--format", "json", "tests/fixtures/P0204.prog"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    let d = &v.as_array().expect("array")[0];
+    for key in [
+        "code", "severity", "message", "file", "line", "column", "labels", "help",
+    ] {
+        assert!(d.get(key).is_some(), "missing {key} in {d}");
+    }
+    assert_eq!(d["code"], "P0204");
+    assert_eq!(d["severity"], "error");
+}
+
+#[test]
+fn set_overrides_are_checked_like_the_file() {
+    let out = progc(&["plan", "examples/tiny.prog", "--set", "steps=3000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("3000 steps"), "{}", text(&out));
+    let typo = progc(&["plan", "examples/tiny.prog", "--set", "stpes=3000"]);
+    assert_eq!(typo.status.code(), Some(2));
+    let t = text(&typo);
+    assert!(
+        t.contains("P0104") && t.contains("<--set>") && t.contains("did you mean `steps`?"),
+        "{t}"
+    );
+    let garbage = progc(&["plan", "examples/tiny.prog", "--set", "steps"]);
+    assert_eq!(garbage.status.code(), Some(2));
+    assert!(text(&garbage).contains("P0001"), "{}", text(&garbage));
+}
+
+#[test]
+fn plan_formats() {
+    for format in ["text", "json", "dot"] {
+        let out = progc(&["plan", "examples/tiny.prog", "--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", text(&out));
+    }
+    let exp = progc(&["plan", "std/paper.prog", "--experiment", "e1"]);
+    assert_eq!(exp.status.code(), Some(0), "{}", text(&exp));
+    assert!(text(&exp).contains("sharing:"), "{}", text(&exp));
+}
+
+#[test]
+fn explain_every_code_and_reject_unknown_ones() {
+    let list = progc(&["explain"]);
+    assert_eq!(list.status.code(), Some(0));
+    for c in progc::diagnostic::CODES {
+        assert!(
+            text(&list).contains(c.name),
+            "{} missing from the list",
+            c.name
+        );
+    }
+    let one = progc(&["explain", "p0402"]);
+    assert_eq!(one.status.code(), Some(0));
+    assert!(text(&one).starts_with("# P0402"), "{}", text(&one));
+    let bad = progc(&["explain", "P0999"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad).contains("no diagnostic code `P0999`"),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[test]
+fn run_mistakes_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("progc-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out_dir = dir.join("out");
+    let out_dir = out_dir.to_str().expect("utf-8 temp path");
+
+    // A device that does not exist, and CUDA on a machine without one.
+    let bad_device = progc(&[
+        "run",
+        "examples/tiny.prog",
+        "--device",
+        "tpu",
+        "--out",
+        out_dir,
+    ]);
+    assert_eq!(bad_device.status.code(), Some(2), "{}", text(&bad_device));
+    assert_no_panic(&bad_device);
+    let cuda = progc(&[
+        "run",
+        "examples/tiny.prog",
+        "--device",
+        "cuda",
+        "--no-progress",
+        "--out",
+        out_dir,
+    ]);
+    assert_no_panic(&cuda);
+    if cuda.status.code() != Some(0) {
+        assert_eq!(cuda.status.code(), Some(1), "{}", text(&cuda));
+        assert!(text(&cuda).contains("--device cpu"), "{}", text(&cuda));
+    }
+
+    // A corpus that is not there.
+    let recipe = dir.join("r.prog");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        &recipe,
+        "import \"std/gpt2.prog\"\nrecipe r {\n model = gpt2_tiny { depth: 1 }\n \
+         data = text(\"missing.txt\", tokenizer: bytes)\n steps = 10\n batch = 2 x 128\n \
+         optimizer = adamw(lr: 1e-3)\n schedule = constant(warmup: 0)\n}\n",
+    )
+    .expect("recipe");
+    let missing = progc(&[
+        "run",
+        recipe.to_str().expect("path"),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        out_dir,
+    ]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains("missing.txt"), "{}", text(&missing));
+    assert_no_panic(&missing);
+
+    // Resuming something that is not a run directory.
+    let resume = progc(&["run", "--resume", dir.to_str().expect("path")]);
+    assert_eq!(resume.status.code(), Some(1), "{}", text(&resume));
+    assert!(text(&resume).contains("help:"), "{}", text(&resume));
+
+    // A file with several recipes needs --run.
+    let many = progc(&["run", "examples/gpt2_small.prog", "--out", out_dir]);
+    assert_eq!(many.status.code(), Some(2));
+    assert!(text(&many).contains("--run NAME"), "{}", text(&many));
+    let _ = std::fs::remove_dir_all(&dir);
+}
