@@ -74,6 +74,42 @@ pub fn dispatch<T: BackendTask>(
     announce: bool,
     task: T,
 ) -> Result<T::Output, ExecError> {
+    // A backend that fails inside (out of device memory, a driver error) panics; turn that
+    // into an error with what to do, instead of a crash. Checkpoints already written stay.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch_unguarded(choice, announce, task)
+    })) {
+        Ok(result) => result,
+        Err(payload) => Err(panic_error(payload.as_ref())),
+    }
+}
+
+/// The error for a panic caught while training.
+fn panic_error(payload: &(dyn std::any::Any + Send)) -> ExecError {
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown failure");
+    let lower = msg.to_lowercase();
+    if ["out of memory", "oom", "memory allocation", "alloc"].iter().any(|k| lower.contains(k)) {
+        ExecError::new(ErrorKind::Resource, format!("out of memory: {msg}")).with_help(
+            "use a smaller batch (`--set batch=...`) or model; checkpoints already written are \
+             kept (continue with `progc run --resume DIR`)",
+        )
+    } else {
+        ExecError::new(ErrorKind::Internal, format!("the backend failed: {msg}")).with_help(
+            "this is a bug in progc or the device driver; checkpoints already written are kept \
+             (continue with `progc run --resume DIR`)",
+        )
+    }
+}
+
+fn dispatch_unguarded<T: BackendTask>(
+    choice: DeviceChoice,
+    announce: bool,
+    task: T,
+) -> Result<T::Output, ExecError> {
     type Cpu = burn::backend::Autodiff<burn::backend::Flex>;
     let cpu = |why: &str| {
         if announce {
@@ -120,6 +156,20 @@ pub fn dispatch<T: BackendTask>(
                 cpu(" (auto: built without CUDA)")(task)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_errors_with_help() {
+        let oom = panic_error(&String::from("CUDA_ERROR_OUT_OF_MEMORY: out of memory"));
+        assert_eq!(oom.kind, ErrorKind::Resource);
+        assert!(oom.help.as_deref().is_some_and(|h| h.contains("smaller batch")));
+        let other = panic_error(&"index out of bounds");
+        assert_eq!(other.kind, ErrorKind::Internal);
     }
 }
 
