@@ -185,13 +185,21 @@ fn unknown_selection(
 }
 
 fn cmd_plan(file: &Path, select: &Select, format: PlanFormat, sets: &[String], color: bool) -> i32 {
-    let (program, spec, diags) = match load_and_check(file, sets) {
+    let (program, spec, warnings) = match checked(file, sets, color) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    print_diagnostics(&diags, &program.sources, color);
-    if has_errors(&diags) {
-        return EXIT_USER;
+    let experiment = select
+        .experiment
+        .as_ref()
+        .and_then(|n| spec.experiments.iter().find(|e| &e.name == n));
+    match (&select.run, experiment) {
+        (Some(run), _) => print_warnings_for(&program, &warnings, &[run.as_str()], color),
+        (None, Some(exp)) => {
+            let runs: Vec<&str> = exp.runs.iter().map(String::as_str).collect();
+            print_warnings_for(&program, &warnings, &runs, color);
+        }
+        (None, None) => print_diagnostics(&warnings, &program.sources, color),
     }
     let plans = match select_plans(&program, &spec, select, color) {
         Ok(p) => p,
@@ -284,17 +292,81 @@ impl RunOpts {
 }
 
 /// Loads, checks (printing the diagnostics) and returns the spec, or the exit code.
-fn checked(file: &Path, sets: &[String], color: bool) -> Result<(Program, ProgramSpec), i32> {
+fn checked(
+    file: &Path,
+    sets: &[String],
+    color: bool,
+) -> Result<(Program, ProgramSpec, Vec<Diagnostic>), i32> {
     let (program, spec, diags) = load_and_check(file, sets)?;
-    print_diagnostics(&diags, &program.sources, color);
     if has_errors(&diags) {
+        print_diagnostics(&diags, &program.sources, color);
         return Err(EXIT_USER);
     }
-    Ok((program, spec))
+    Ok((program, spec, diags))
+}
+
+/// Prints the warnings that concern `runs` (their recipes and the recipes they derive from);
+/// the others are only counted, so running one recipe of a large file stays readable.
+fn print_warnings_for(program: &Program, diags: &[Diagnostic], runs: &[&str], color: bool) {
+    // Each recipe's extent: from its name to the next item's name in the same file.
+    let mut extents: Vec<(
+        String,
+        Option<String>,
+        crate::diagnostic::FileId,
+        usize,
+        usize,
+    )> = Vec::new();
+    for m in &program.modules {
+        for (i, item) in m.items.iter().enumerate() {
+            if let crate::syntax::ast::Item::Recipe { name, parent, .. } = item {
+                let end = m.items[i + 1..]
+                    .iter()
+                    .find_map(|i| i.name())
+                    .map_or(usize::MAX, |n| n.span.start);
+                extents.push((
+                    name.name.clone(),
+                    parent.as_ref().map(|p| p.name.clone()),
+                    m.file,
+                    name.span.start,
+                    end,
+                ));
+            }
+        }
+    }
+    let mut wanted: Vec<String> = runs.iter().map(|r| r.to_string()).collect();
+    let mut i = 0;
+    while i < wanted.len() {
+        let parent = extents
+            .iter()
+            .find(|e| e.0 == wanted[i])
+            .and_then(|e| e.1.clone());
+        if let Some(p) = parent.filter(|p| !wanted.contains(p)) {
+            wanted.push(p);
+        }
+        i += 1;
+    }
+    let (shown, hidden): (Vec<Diagnostic>, Vec<Diagnostic>) =
+        diags.iter().cloned().partition(|d| {
+            extents.iter().any(|(name, _, file, start, end)| {
+                wanted.contains(name)
+                    && d.span.file == *file
+                    && d.span.start >= *start
+                    && d.span.start < *end
+            })
+        });
+    print_diagnostics(&shown, &program.sources, color);
+    if !hidden.is_empty() {
+        eprintln!(
+            "progc: {} more warning{} in other definitions (`progc check {}` shows them)",
+            hidden.len(),
+            if hidden.len() == 1 { "" } else { "s" },
+            program.sources.get(crate::diagnostic::FileId(0)).name
+        );
+    }
 }
 
 fn cmd_run(file: &Path, run: Option<&str>, sets: &[String], opts: RunOpts) -> i32 {
-    let (program, spec) = match checked(file, sets, opts.color) {
+    let (program, spec, warnings) = match checked(file, sets, opts.color) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -325,6 +397,7 @@ fn cmd_run(file: &Path, run: Option<&str>, sets: &[String], opts: RunOpts) -> i3
         Ok(r) => r,
         Err(code) => return code,
     };
+    print_warnings_for(&program, &warnings, &[name.as_str()], opts.color);
     let plan = compile_run(run_spec);
     let Some(run_plan) = plan.runs.first() else {
         eprintln!("error: internal: the plan of `{name}` has no run");
@@ -339,10 +412,14 @@ fn cmd_run(file: &Path, run: Option<&str>, sets: &[String], opts: RunOpts) -> i3
 }
 
 fn cmd_run_experiment(file: &Path, name: &str, sets: &[String], opts: RunOpts) -> i32 {
-    let (program, spec) = match checked(file, sets, opts.color) {
+    let (program, spec, warnings) = match checked(file, sets, opts.color) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    if let Some(exp) = spec.experiments.iter().find(|e| e.name == name) {
+        let runs: Vec<&str> = exp.runs.iter().map(String::as_str).collect();
+        print_warnings_for(&program, &warnings, &runs, opts.color);
+    }
     let plans = match select_plans(
         &program,
         &spec,

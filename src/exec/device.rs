@@ -92,7 +92,10 @@ fn panic_error(payload: &(dyn std::any::Any + Send)) -> ExecError {
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("unknown failure");
     let lower = msg.to_lowercase();
-    if ["out of memory", "oom", "memory allocation", "alloc"].iter().any(|k| lower.contains(k)) {
+    if ["out of memory", "oom", "memory allocation", "alloc"]
+        .iter()
+        .any(|k| lower.contains(k))
+    {
         ExecError::new(ErrorKind::Resource, format!("out of memory: {msg}")).with_help(
             "use a smaller batch (`--set batch=...`) or model; checkpoints already written are \
              kept (continue with `progc run --resume DIR`)",
@@ -167,7 +170,11 @@ mod panic_tests {
     fn panics_become_errors_with_help() {
         let oom = panic_error(&String::from("CUDA_ERROR_OUT_OF_MEMORY: out of memory"));
         assert_eq!(oom.kind, ErrorKind::Resource);
-        assert!(oom.help.as_deref().is_some_and(|h| h.contains("smaller batch")));
+        assert!(
+            oom.help
+                .as_deref()
+                .is_some_and(|h| h.contains("smaller batch"))
+        );
         let other = panic_error(&"index out of bounds");
         assert_eq!(other.kind, ErrorKind::Internal);
     }
