@@ -42,7 +42,7 @@ fn write_corpus(dir: &Path) -> PathBuf {
     path
 }
 
-/// Two runs that share their 0-layer prefix up to step 10 (the first grows there).
+/// Three runs that share their 0-layer prefix up to step 10 (the first two grow there).
 fn toy_plan(corpus: &Path) -> Plan {
     let src = format!(
         r#"
@@ -60,8 +60,9 @@ fn toy_plan(corpus: &Path) -> Plan {
           start depth 0
           grow at 10 to depth 2
         }}
+        recipe early_zero = early {{ grow at 10 to depth 2 {{ init: zero }} }}
         recipe late = early {{ grow at 15 to depth 2 }}
-        experiment toy_exp {{ runs: [early, late], reference: early }}
+        experiment toy_exp {{ runs: [early, early_zero, late], reference: early }}
         "#,
         corpus.display()
     );
@@ -86,7 +87,7 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let plan = toy_plan(&corpus);
     assert_eq!(
         (plan.sharing.steps_separate, plan.sharing.steps_trained),
-        (40, 30)
+        (60, 40)
     );
     let out = dir.join("exp");
 
@@ -98,14 +99,16 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
         .expect("rest")
         .expect("finished");
 
-    // Exactly the plan's steps were trained: 0..13 and 13..20 of `early`, 10..20 of `late`.
+    // Exactly the plan's steps were trained: 0..13 and 13..20 of `early`, 10..20 of the others.
     let trained = read_trained(&out).expect("log");
     let steps: u64 = trained.iter().map(|t| t.to - t.from).sum();
     assert_eq!(steps, plan.sharing.steps_trained, "{trained:?}");
-    assert!(
-        trained.iter().any(|t| t.run == "late" && t.from == 10),
-        "{trained:?}"
-    );
+    for run in ["late", "early_zero"] {
+        assert!(
+            trained.iter().any(|t| t.run == run && t.from == 10),
+            "{trained:?}"
+        );
+    }
 
     // Both runs have the same metrics on the shared prefix, and every step is present.
     let early = read_metrics(&out.join("early/metrics.jsonl")).expect("early metrics");
@@ -149,7 +152,12 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
         assert_eq!(run.growth_steps, s.growth_steps);
     }
     let reference = Summary::read(&out.join("early/summary.json")).expect("ref");
-    let gap = report.runs[1].gap;
+    let gap = report
+        .runs
+        .iter()
+        .find(|r| r.run == "late")
+        .expect("late")
+        .gap;
     assert!((gap - (late_summary.final_val_loss / reference.final_val_loss - 1.0)).abs() < 1e-12);
     assert_eq!(report.runs[0].gap, 0.0);
     assert!(out.join("report.md").exists() && out.join("val_vs_flops.png").exists());

@@ -135,6 +135,8 @@ fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, Exe
     ck.run_hash = run_hash(&rp.spec);
     fs::create_dir_all(dir.join("checkpoints")).map_err(io("create directory", dir))?;
     ck.write(&dir.join("checkpoints").join("latest.ckpt"))?;
+    // This run can in turn be the donor of `[0, s)` for later runs.
+    ck.write(&dir.join("checkpoints").join(format!("step-{s}.ckpt")))?;
     let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"))?;
     for row in read_metrics(&donor.join("metrics.jsonl"))?
         .iter()
@@ -179,18 +181,20 @@ pub fn run_experiment(
         let latest = dir.join("checkpoints").join("latest.ckpt");
         let mut from = 0;
         if !latest.exists() {
-            // The longest prefix an earlier run already trained.
-            let donor = plan.runs[..i]
+            // The longest prefix an earlier run already trained (first listed on ties).
+            let mut donors: Vec<(&RunPlan, u64)> = plan.runs[..i]
                 .iter()
                 .map(|d| (d, shared_steps(plan, d, rp)))
                 .filter(|&(_, s)| s > 0)
-                .max_by_key(|&(_, s)| s);
-            if let Some((d, s)) = donor {
+                .collect();
+            donors.sort_by_key(|&(_, s)| std::cmp::Reverse(s));
+            for (d, s) in donors {
                 if seed_from(&root.join(&d.spec.name), &dir, rp, s)? {
                     eprintln!(
                         "experiment: `{name}` starts from `{}` at step {s} (shared prefix)",
                         d.spec.name
                     );
+                    break;
                 }
             }
         }
