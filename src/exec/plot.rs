@@ -433,6 +433,10 @@ struct Ticks {
 impl Ticks {
     fn format(&self, v: f64) -> String {
         let v = if v.abs() < 1e-12 { 0.0 } else { v };
+        if v.abs() >= 1e5 {
+            // FLOPs and token counts: `2.00T`, not thirteen digits.
+            return crate::plan::render::human(v);
+        }
         format!("{v:.*}", self.decimals)
     }
 }
