@@ -145,19 +145,11 @@ impl<'p> Env<'p> {
 /// Names that lines of `text` start to define (`recipe NAME ...`), parsed or not. Assignments
 /// in bodies (`data = books`) are not definitions.
 fn written_names(text: &str) -> Vec<String> {
-    const KEYWORDS: &[&str] = &[
-        "model",
-        "data",
-        "schedule",
-        "optimizer",
-        "recipe",
-        "experiment",
-    ];
     text.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             let kw = words.next()?;
-            if !KEYWORDS.contains(&kw) {
+            if !crate::syntax::parse::definition_keywords().contains(&kw) {
                 return None;
             }
             let name: String = words

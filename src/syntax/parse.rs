@@ -16,6 +16,7 @@ use crate::diagnostic::{Code, Diagnostic, FileId, Span};
 #[grammar = "../grammar/prog.pest"]
 struct ProgParser;
 
+/// Keywords that start a top-level item.
 const TOP_KEYWORDS: &[&str] = &[
     "import",
     "model",
@@ -25,6 +26,11 @@ const TOP_KEYWORDS: &[&str] = &[
     "recipe",
     "experiment",
 ];
+
+/// The top-level keywords that define a name (every item but `import`).
+pub fn definition_keywords() -> &'static [&'static str] {
+    &TOP_KEYWORDS[1..]
+}
 
 /// Parses one file's text.
 pub fn parse(file: FileId, src: &str) -> (Module, Vec<Diagnostic>) {
