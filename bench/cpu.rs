@@ -1,6 +1,8 @@
 //! CPU throughput: training tok/s of GPT-2 tiny (width 128, 4 heads, context 128, bytes) at
-//! each depth on burn's flex backend, side by side with the same model in PyTorch on the CPU
-//! (`bench/torch_gpt2.py`; skipped with a message where torch is absent).
+//! each depth on burn's flex backend, through the reference head (full logits, autodiff) and
+//! the fused chunked head that training uses, side by side with the same model in PyTorch on
+//! the CPU (`bench/torch_gpt2.py`; skipped with a message where torch is absent). A last pair
+//! of rows uses GPT-2's 50,257-token vocabulary at depth 0, where the head is all the work.
 //!
 //! Run: `cargo bench --bench cpu` (optionally `-- STEPS`, default 10 timed steps per depth).
 
@@ -13,6 +15,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use progc::exec::model::Gpt2;
 use progc::exec::optim::Optimizer;
+use progc::exec::precision::Precision;
 use progc::plan::spec::{AdamWSpec, LrMultipliers, ModelSpec, OptimizerSpec, ResidualScaling};
 
 type B = Autodiff<Flex>;
@@ -20,14 +23,14 @@ type B = Autodiff<Flex>;
 const DEPTHS: [usize; 5] = [0, 1, 2, 4, 6];
 const BATCH: usize = 8;
 
-fn spec(depth: usize) -> ModelSpec {
+fn spec(depth: usize, vocab: usize) -> ModelSpec {
     ModelSpec {
         name: "gpt2_tiny".into(),
         width: 128,
         heads: 4,
         depth,
         context: 128,
-        vocab: 256,
+        vocab,
         mlp_ratio: 4,
         init_std: 0.02,
         residual: ResidualScaling::None,
@@ -35,9 +38,9 @@ fn spec(depth: usize) -> ModelSpec {
 }
 
 /// Timed training steps per second (forward, backward, AdamW) at `depth`, in tokens.
-fn burn_tok_per_s(depth: usize, steps: usize) -> f64 {
+fn burn_tok_per_s(depth: usize, vocab: usize, fused: bool, steps: usize) -> f64 {
     let device = Default::default();
-    let m = spec(depth);
+    let m = spec(depth, vocab);
     let mut model = Gpt2::<B>::new(&m, depth, 0, &device);
     let mut opt = Optimizer::<B>::new(&OptimizerSpec::Adamw(AdamWSpec {
         lr: 1e-3,
@@ -56,7 +59,11 @@ fn burn_tok_per_s(depth: usize, steps: usize) -> f64 {
         Tensor::<B, 2, Int>::from_data(TensorData::new(tokens.clone(), [BATCH, m.context]), &device)
     };
     let mut step = |model: Gpt2<B>| {
-        let loss = model.loss(batch(), batch());
+        let loss = if fused {
+            model.train_loss(batch(), batch(), Precision::F32).surrogate
+        } else {
+            model.loss(batch(), batch())
+        };
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         opt.step(model, grads, 1e-3, &groups).0
     };
@@ -106,24 +113,40 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(10);
+    println!("GPT-2 tiny (width 128, 4 heads, context 128), batch {BATCH} x 128, AdamW, fp32, CPU");
     println!(
-        "GPT-2 tiny (width 128, 4 heads, context 128, vocab 256), batch {BATCH} x 128, AdamW, fp32, CPU"
-    );
-    println!(
-        "{:>5}  {:>14}  {:>14}  {:>12}",
-        "depth", "burn flex tok/s", "torch tok/s", "burn / torch"
+        "{:>5}  {:>6}  {:>16}  {:>16}  {:>7}  {:>12}  {:>12}",
+        "depth",
+        "vocab",
+        "reference tok/s",
+        "fused tok/s",
+        "fused/ref",
+        "torch tok/s",
+        "fused/torch"
     );
     let mut torch_note = None;
-    for depth in DEPTHS {
-        let ours = burn_tok_per_s(depth, steps);
-        let (theirs, ratio) = match torch_tok_per_s(depth, steps) {
-            Ok(t) => (format!("{t:.0}"), format!("{:.2}", ours / t)),
+    let rows = DEPTHS.iter().map(|&d| (d, 256)).chain([(0, 50257)]);
+    for (depth, vocab) in rows {
+        let reference = burn_tok_per_s(depth, vocab, false, steps);
+        let fused = burn_tok_per_s(depth, vocab, true, steps);
+        let torch = if vocab == 256 {
+            torch_tok_per_s(depth, steps)
+        } else {
+            Err("-".into())
+        };
+        let (theirs, ratio) = match torch {
+            Ok(t) => (format!("{t:.0}"), format!("{:.2}", fused / t)),
             Err(why) => {
-                torch_note.get_or_insert(why);
+                if vocab == 256 {
+                    torch_note.get_or_insert(why);
+                }
                 ("-".into(), "-".into())
             }
         };
-        println!("{depth:>5}  {ours:>15.0}  {theirs:>14}  {ratio:>12}");
+        println!(
+            "{depth:>5}  {vocab:>6}  {reference:>16.0}  {fused:>16.0}  {:>9.2}  {theirs:>12}  {ratio:>12}",
+            fused / reference
+        );
     }
     if let Some(why) = torch_note {
         println!("torch column skipped: {why}");

@@ -191,3 +191,64 @@ fn run_mistakes_are_clear_errors() {
     assert!(text(&many).contains("--run NAME"), "{}", text(&many));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bf16_and_sparse_logging_run_and_are_recorded() {
+    let dir = std::env::temp_dir().join(format!("progc-cli-bf16-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let corpus = std::fs::canonicalize("data/emma.txt").expect("shipped corpus");
+    let recipe = dir.join("r.prog");
+    std::fs::write(
+        &recipe,
+        format!(
+            "import \"std/gpt2.prog\"\nrecipe r {{\n model = gpt2_tiny {{ depth: 1 }}\n \
+             data = text({:?}, tokenizer: bytes, val: 10%)\n steps = 20\n batch = 2 x 128\n \
+             optimizer = adamw(lr: 1e-3)\n schedule = constant(warmup: 0)\n eval_every = 10\n}}\n",
+            corpus.to_str().expect("utf-8 path")
+        ),
+    )
+    .expect("recipe");
+    let out_dir = dir.join("out");
+    let out = out_dir.to_str().expect("utf-8 path");
+    let r = recipe.to_str().expect("utf-8 path");
+    let zero = progc(&["run", r, "--log-every", "0", "--out", out]);
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero));
+    assert_no_panic(&zero);
+
+    let run = progc(&[
+        "run",
+        r,
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--log-every",
+        "4",
+        "--no-progress",
+        "--out",
+        out,
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).expect("metrics");
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json row")["step"]
+                .as_u64()
+                .expect("step")
+        })
+        .collect();
+    // Every 4th step, plus the evaluations after steps 9 and 19 (the last).
+    assert_eq!(steps, vec![3, 7, 9, 11, 15, 19], "{metrics}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("summary.json")).expect("summary"),
+    )
+    .expect("summary json");
+    assert_eq!(summary["precision"], "bf16");
+    let loss = summary["final_val_loss"]
+        .as_f64()
+        .expect("a finite val loss");
+    assert!(loss > 0.0 && loss < 6.0, "{loss}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

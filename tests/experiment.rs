@@ -77,6 +77,7 @@ fn opts(dir: &Path, stop_after: Option<u64>) -> ExperimentOptions {
         out_dir: dir.to_path_buf(),
         progress: false,
         stop_after,
+        tuning: Default::default(),
     }
 }
 
@@ -135,6 +136,7 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
         progress: false,
         stop_after: None,
         checkpoint_at: Vec::new(),
+        tuning: Default::default(),
     };
     let alone_summary = train::run(&late_plan.runs[0], &ro).expect("independent run");
     let late_summary = Summary::read(&out.join("late/summary.json")).expect("late summary");

@@ -3,14 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::args::{Cli, Command, DiagFormat, PlanFormat, Select};
+use super::args::{Cli, Command, DiagFormat, PlanFormat, PrecisionArg, Select};
 use super::report::{count, print_diagnostics, print_exec_error, use_color};
 use crate::check::{check, suggest::did_you_mean};
 use crate::diagnostic::{CODES, Code, Diagnostic, SourceMap, Span, has_errors, render};
 use crate::exec::device::DeviceChoice;
 use crate::exec::experiment::{ExperimentOptions, read_plan, run_experiment};
+use crate::exec::precision::Precision;
 use crate::exec::report::{to_markdown, write_report};
-use crate::exec::train::{self, RunOptions};
+use crate::exec::train::{self, RunOptions, Tuning};
 use crate::plan::render::{render_dot, render_json, render_text};
 use crate::plan::spec::ProgramSpec;
 use crate::plan::{Plan, compile_experiment, compile_run};
@@ -44,8 +45,17 @@ pub fn dispatch(cli: Cli) -> i32 {
             resume,
             stop_after,
             no_progress,
+            precision,
+            log_every,
             sets,
         } => {
+            let tuning = Tuning {
+                precision: match precision {
+                    PrecisionArg::F32 => Precision::F32,
+                    PrecisionArg::Bf16 => Precision::Bf16,
+                },
+                log_every,
+            };
             let device = match DeviceChoice::from_str(&device) {
                 Ok(d) => d,
                 Err(msg) => {
@@ -59,6 +69,7 @@ pub fn dispatch(cli: Cli) -> i32 {
                 progress: !no_progress,
                 stop_after,
                 color,
+                tuning,
             };
             match (resume, file) {
                 (Some(dir), _) => finish_run(train::resume(&dir, &run_opts.for_dir(dir.clone()))),
@@ -277,6 +288,7 @@ struct RunOpts {
     progress: bool,
     stop_after: Option<u64>,
     color: bool,
+    tuning: Tuning,
 }
 
 impl RunOpts {
@@ -287,6 +299,7 @@ impl RunOpts {
             progress: self.progress,
             stop_after: self.stop_after,
             checkpoint_at: Vec::new(),
+            tuning: self.tuning,
         }
     }
 }
@@ -450,6 +463,7 @@ fn cmd_run_experiment(file: &Path, name: &str, sets: &[String], opts: RunOpts) -
         out_dir: out_dir.clone(),
         progress: opts.progress,
         stop_after: opts.stop_after,
+        tuning: opts.tuning,
     };
     match run_experiment(plan, &exp_opts) {
         Ok(Some(report)) => {

@@ -197,6 +197,20 @@ pub fn cuda_usable(n: usize) -> Result<(), ExecError> {
     }
 }
 
+/// Where compiled GPU kernels (PTX) and autotune results are kept between runs:
+/// `$PROGC_CACHE_DIR`, else `$XDG_CACHE_HOME/progc`, else `~/.cache/progc`. A warm cache is
+/// what makes a second start fast: without it every kernel is compiled again with NVRTC.
+pub fn kernel_cache_dir() -> Option<std::path::PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    var("PROGC_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("progc")))
+        .or_else(|| var("HOME").map(|h| h.join(".cache").join("progc")))
+}
+
 #[allow(dead_code)]
 fn device_error(msg: impl Into<String>) -> ExecError {
     ExecError::new(ErrorKind::Device, msg).with_help("use --device cpu")
@@ -312,20 +326,25 @@ mod cuda {
         )
     }
 
-    /// PTX and autotune caches under `~/.cache/progc` (set once, before the first kernel).
+    /// PTX and autotune caches in [`super::kernel_cache_dir`], set once, before the first
+    /// kernel. A `cubecl.toml` the user wrote (or `CUBECL_*` variables) still applies; only
+    /// cache locations it leaves at cubecl's defaults are moved to ours.
     pub fn configure_caches() {
         CACHE.call_once(|| {
             use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
-            let Some(home) = std::env::var_os("HOME") else {
+            let Some(root) = super::kernel_cache_dir() else {
                 return;
             };
-            let root = std::path::Path::new(&home).join(".cache").join("progc");
             if std::fs::create_dir_all(&root).is_err() {
                 return;
             }
-            let mut cfg = CubeClRuntimeConfig::default();
-            cfg.compilation.cache = Some(CacheConfig::File(root.join("ptx")));
-            cfg.autotune.cache = CacheConfig::File(root.join("autotune"));
+            let mut cfg = CubeClRuntimeConfig::from_current_dir().override_from_env();
+            if cfg.compilation.cache.is_none() {
+                cfg.compilation.cache = Some(CacheConfig::File(root.join("ptx")));
+            }
+            if matches!(cfg.autotune.cache, CacheConfig::Target) {
+                cfg.autotune.cache = CacheConfig::File(root.join("autotune"));
+            }
             // `set` panics if the config was already read; then cubecl keeps its default.
             let _ = catch_unwind(|| CubeClRuntimeConfig::set(cfg));
         });

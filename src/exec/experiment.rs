@@ -25,7 +25,7 @@ use super::device::DeviceChoice;
 use super::error::{ErrorKind, ExecError};
 use super::metrics::{MetricsWriter, Summary, read_metrics};
 use super::report::{ExperimentReport, write_report};
-use super::train::{self, RunOptions};
+use super::train::{self, RunOptions, Tuning};
 use crate::plan::ir::{Plan, RunPlan};
 
 pub struct ExperimentOptions {
@@ -34,6 +34,7 @@ pub struct ExperimentOptions {
     pub progress: bool,
     /// Stop (cleanly, resumable) once the run being trained reaches this global step.
     pub stop_after: Option<u64>,
+    pub tuning: Tuning,
 }
 
 /// One stretch of actual training.
@@ -177,6 +178,7 @@ pub fn run_experiment(
             progress: opts.progress,
             stop_after: opts.stop_after,
             checkpoint_at,
+            tuning: opts.tuning,
         };
         let latest = dir.join("checkpoints").join("latest.ckpt");
         let mut from = 0;

@@ -158,6 +158,9 @@ pub struct SegmentTiming {
 pub struct Summary {
     pub run: String,
     pub device: String,
+    /// Matmul precision the run trained with (older summaries: f32).
+    #[serde(default)]
+    pub precision: crate::exec::precision::Precision,
     #[serde(deserialize_with = "f64_or_nan")]
     pub final_train_loss: f64,
     #[serde(deserialize_with = "f64_or_nan")]
@@ -387,6 +390,7 @@ mod tests {
         let s = Summary {
             run: "zero_to_12".into(),
             device: "cpu".into(),
+            precision: Default::default(),
             final_train_loss: 3.25,
             final_val_loss: 3.5,
             total_steps: 1000,

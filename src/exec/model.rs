@@ -15,12 +15,14 @@ use std::collections::HashMap;
 
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{gelu, log_softmax};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::kernels::head_ce::{HeadLoss, chunk_rows, head_ce_loss, head_ce_train};
 use super::optim::ParamGroup;
+use super::precision::Precision;
 use crate::plan::spec::{ModelSpec, ResidualScaling};
 
 const LN_EPS: f64 = 1e-5;
@@ -190,11 +192,12 @@ impl<B: Backend> Block<B> {
         seq: usize,
         heads: usize,
         s: f64,
+        p: Precision,
     ) -> Tensor<B, 2> {
         let [n, d] = x.dims();
         let hd = d / heads;
         let h = layer_norm(x.clone(), &self.ln1_g, &self.ln1_b);
-        let qkv = h.matmul(self.qkv_w.val()) + self.qkv_b.val();
+        let qkv = p.matmul(h, self.qkv_w.val()) + self.qkv_b.val();
         // [n, 3d] -> three [b, heads, t, hd]
         let split = |i: usize| {
             qkv.clone()
@@ -209,11 +212,11 @@ impl<B: Backend> Block<B> {
         };
         let y = attention(split(0), split(1), split(2), None, None, opts);
         let y = y.swap_dims(1, 2).reshape([n, d]);
-        let y = y.matmul(self.out_w.val()) + self.out_b.val();
+        let y = p.matmul(y, self.out_w.val()) + self.out_b.val();
         let x = x + scale(y, s);
         let h = layer_norm(x.clone(), &self.ln2_g, &self.ln2_b);
-        let h = gelu(h.matmul(self.fc_w.val()) + self.fc_b.val());
-        let h = h.matmul(self.proj_w.val()) + self.proj_b.val();
+        let h = gelu(p.matmul(h, self.fc_w.val()) + self.fc_b.val());
+        let h = p.matmul(h, self.proj_w.val()) + self.proj_b.val();
         x + scale(h, s)
     }
 }
@@ -386,7 +389,7 @@ impl<B: Backend> Gpt2<B> {
     }
 
     /// Final hidden states `[b * t, d]` after `ln_f`.
-    fn hidden(&self, tokens: Tensor<B, 2, Int>) -> (Tensor<B, 2>, usize, usize) {
+    fn hidden(&self, tokens: Tensor<B, 2, Int>, p: Precision) -> (Tensor<B, 2>, usize, usize) {
         let [b, t] = tokens.dims();
         let d = self.wte.val().dims()[1];
         let pos = self.wpe.val().narrow(0, 0, t).unsqueeze::<3>();
@@ -394,13 +397,13 @@ impl<B: Backend> Gpt2<B> {
         let mut x = x.reshape([b * t, d]);
         let s = self.residual_scale();
         for block in &self.blocks {
-            x = block.forward(x, b, t, self.heads, s);
+            x = block.forward(x, b, t, self.heads, s, p);
         }
         (layer_norm(x, &self.lnf_g, &self.lnf_b), b, t)
     }
 
     fn logits_2d(&self, tokens: Tensor<B, 2, Int>) -> (Tensor<B, 2>, usize, usize) {
-        let (h, b, t) = self.hidden(tokens);
+        let (h, b, t) = self.hidden(tokens, Precision::F32);
         (h.matmul(self.wte.val().transpose()), b, t)
     }
 
@@ -411,12 +414,42 @@ impl<B: Backend> Gpt2<B> {
         logits.reshape([b, t, v])
     }
 
-    /// Mean next-token cross-entropy (nats) of `targets [b, t]` given `inputs [b, t]`.
+    /// Mean next-token cross-entropy (nats) of `targets [b, t]` given `inputs [b, t]`, through
+    /// the full logits and autodiff: the plain reference the fused head is tested against.
     pub fn loss(&self, inputs: Tensor<B, 2, Int>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
         let (logits, b, t) = self.logits_2d(inputs);
         let logp = log_softmax(logits, 1);
         let picked = logp.gather(1, targets.reshape([b * t, 1]));
         picked.mean().neg()
+    }
+
+    /// The same loss through the fused, chunked head (evaluation: no gradients).
+    pub fn eval_loss(
+        &self,
+        inputs: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        p: Precision,
+    ) -> Tensor<B, 1> {
+        let (h, b, t) = self.hidden(inputs, p);
+        let w = self.wte.val();
+        let rows = chunk_rows(b * t, w.dims()[0]);
+        head_ce_loss(h, w, targets.reshape([b * t]), rows, p)
+    }
+}
+
+impl<B: AutodiffBackend> Gpt2<B> {
+    /// Training loss through the fused head: the loss value, and the surrogate to call
+    /// `backward` on (see `kernels::head_ce`).
+    pub fn train_loss(
+        &self,
+        inputs: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        p: Precision,
+    ) -> HeadLoss<B> {
+        let (h, b, t) = self.hidden(inputs, p);
+        let w = self.wte.val();
+        let rows = chunk_rows(b * t, w.dims()[0]);
+        head_ce_train(h, w, targets.reshape([b * t]), rows, p)
     }
 }
 
@@ -558,6 +591,70 @@ pub(crate) mod tests {
         );
         assert_ne!(la[10 * v..11 * v], lb[10 * v..11 * v]);
         assert_ne!(la[15 * v..], lb[15 * v..], "later positions do see it");
+    }
+
+    /// Every parameter's gradient, by name, as f64.
+    fn grads_by_name(
+        m: &Gpt2<TB>,
+        grads: &<TB as burn::tensor::backend::AutodiffBackend>::Gradients,
+    ) -> Vec<(String, Vec<f64>)> {
+        m.named_params()
+            .into_iter()
+            .map(|(name, p)| {
+                let g = p
+                    .val()
+                    .grad(grads)
+                    .expect("every parameter gets a gradient");
+                let v = g.into_data().to_vec::<f32>().unwrap();
+                (name, v.into_iter().map(f64::from).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fused_head_gives_the_reference_loss_and_gradients() {
+        use crate::exec::kernels::head_ce::reference::rel_err;
+        let spec = tiny_spec(2);
+        let m = Gpt2::<TB>::new(&spec, 2, 11, &Default::default());
+        let rows: Vec<Vec<i64>> = (0..3)
+            .map(|r| (0..16).map(|i| ((i * 13 + r * 5) % 64) as i64).collect())
+            .collect();
+        let x = || toks(&rows);
+        let y = || {
+            toks(
+                &rows
+                    .iter()
+                    .map(|r| r.iter().map(|t| (t + 1) % 64).collect())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let reference = m.loss(x(), y());
+        let ref_loss = reference.clone().into_scalar() as f64;
+        let ref_grads = grads_by_name(&m, &reference.backward());
+        let fused = m.train_loss(x(), y(), Precision::F32);
+        let loss = fused.loss.into_scalar() as f64;
+        let grads = grads_by_name(&m, &fused.surrogate.backward());
+        assert!(
+            (loss - ref_loss).abs() < 1e-5 * ref_loss,
+            "{loss} vs {ref_loss}"
+        );
+        for ((name, g), (_, r)) in grads.iter().zip(&ref_grads) {
+            let e = rel_err(g, r);
+            assert!(e < 1e-4, "{name}: relative gradient error {e}");
+        }
+        let eval = burn::module::AutodiffModule::valid(&m)
+            .eval_loss(x().inner(), y().inner(), Precision::F32)
+            .into_scalar() as f64;
+        assert!(
+            (eval - ref_loss).abs() < 1e-5 * ref_loss,
+            "{eval} vs {ref_loss}"
+        );
+        // bf16 matmuls: the same loss to bf16 accuracy.
+        let bf = m.train_loss(x(), y(), Precision::Bf16).loss.into_scalar() as f64;
+        assert!(
+            (bf - ref_loss).abs() < 1e-2 * ref_loss,
+            "bf16 {bf} vs {ref_loss}"
+        );
     }
 
     #[test]

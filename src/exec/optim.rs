@@ -285,10 +285,23 @@ impl<B: AutodiffBackend> Optimizer<B> {
     pub fn step<M: AutodiffModule<B>>(
         &mut self,
         model: M,
-        mut grads: GradientsParams,
+        grads: GradientsParams,
         lr: f64,
         groups: &HashMap<ParamId, ParamGroup>,
     ) -> (M, f64) {
+        let (model, norm) = self.step_deferred(model, grads, lr, groups);
+        (model, norm.map_or(0.0, |n| n.into_scalar().elem::<f64>()))
+    }
+
+    /// `step` without reading the norm back: it stays on the device, so a training step does
+    /// not wait for the GPU unless the caller reads it.
+    pub fn step_deferred<M: AutodiffModule<B>>(
+        &mut self,
+        model: M,
+        mut grads: GradientsParams,
+        lr: f64,
+        groups: &HashMap<ParamId, ParamGroup>,
+    ) -> (M, Option<Tensor<B::InnerBackend, 1>>) {
         let clip = self.adam().clip;
         let norm = if clip.is_some() || self.report_norm {
             let mut v = NormVisitor::<B> {
@@ -321,7 +334,6 @@ impl<B: AutodiffBackend> Optimizer<B> {
             groups,
         };
         let model = model.map(&mut mapper);
-        let norm = norm.map_or(0.0, |n| n.into_scalar().elem::<f64>());
         (model, norm)
     }
 

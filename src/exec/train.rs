@@ -10,8 +10,9 @@
 //! - resume is bit-identical: model values, ParamIds, optimizer state, data cursor and step
 //!   are restored exactly, and evaluation, logging and checkpointing never change the
 //!   training state;
-//! - metrics row `s` holds the training loss of step `s`'s batch (before its update) and the
-//!   LR used by step `s`. Its `val_loss`, when present, is measured after step `s`'s update
+//! - metrics row `s` holds the mean training loss of the batches of the steps since the
+//!   previous row, step `s` included (each before its update; with `log_every` 1, step `s`'s
+//!   own), and the LR used by step `s`. Its `val_loss`, when present, is measured after step `s`'s update
 //!   (every `eval_every` steps, right before a growth and at the end), except on the first row
 //!   of a grown segment, where it is measured right after the growth, before the update (the
 //!   growth spike);
@@ -40,16 +41,33 @@ use super::metrics::{MetricRow, MetricsWriter, SegmentTiming, Summary, read_metr
 use super::model::Gpt2;
 use super::optim::Optimizer;
 use super::plot::plot_losses;
+use super::precision::Precision;
 use super::rng::splitmix64;
 use crate::plan::flops::Flops;
 use crate::plan::ir::RunPlan;
 use crate::plan::schedule::lr_factor;
 use crate::plan::spec::{GrowthSpec, InitSpec, ModelSpec, OptStatePolicy, RunSpec};
 
-/// Read the training loss to the host (and write a metrics row) every this many steps. Every
-/// step is cheap on CPU; raise it on a GPU where the read is a sync point. Rows at evaluations,
-/// around growths and at the last step are always written.
-pub const LOG_EVERY: u64 = 1;
+/// How the loop trades exactness of its logs for speed; neither changes what is trained in f32.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tuning {
+    /// Matmul precision (bf16 keeps f32 master weights and optimizer state).
+    pub precision: Precision,
+    /// Read the training loss back to the host, and write a metrics row, every this many steps
+    /// (`None`: the device's default, [`default_log_every`]). Rows at evaluations, around
+    /// growths and at the last step are always written.
+    pub log_every: Option<u64>,
+}
+
+/// Every step on the CPU, where reading a scalar costs nothing; every 25 steps on a GPU, where
+/// each read makes the host wait for the queue to drain.
+pub fn default_log_every(device_name: &str) -> u64 {
+    if device_name.starts_with("cuda") {
+        25
+    } else {
+        1
+    }
+}
 
 pub struct RunOptions {
     pub device: DeviceChoice,
@@ -60,6 +78,7 @@ pub struct RunOptions {
     /// Extra steps at which to keep a `checkpoints/step-<N>.ckpt` (where other runs of an
     /// experiment branch off this one), besides the ones before each growth.
     pub checkpoint_at: Vec<u64>,
+    pub tuning: Tuning,
 }
 
 /// Trains `plan` from scratch into `opts.out_dir`.
@@ -80,6 +99,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
         progress: opts.progress,
         stop_after: opts.stop_after,
         checkpoint_at: &opts.checkpoint_at,
+        tuning: opts.tuning,
         resume: None,
     };
     dispatch(opts.device, true, job)
@@ -108,6 +128,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
         progress: opts.progress,
         stop_after: opts.stop_after,
         checkpoint_at: &opts.checkpoint_at,
+        tuning: opts.tuning,
         resume: Some(ck),
     };
     dispatch(opts.device, true, job)
@@ -166,7 +187,12 @@ fn batch_tensors<B: Backend>(
 }
 
 /// Mean loss over the fixed validation batches, without autodiff.
-fn evaluate<B: AutodiffBackend>(model: &Gpt2<B>, val: &[Batch], device: &B::Device) -> f64 {
+fn evaluate<B: AutodiffBackend>(
+    model: &Gpt2<B>,
+    val: &[Batch],
+    device: &B::Device,
+    precision: Precision,
+) -> f64 {
     if val.is_empty() {
         return f64::NAN;
     }
@@ -175,7 +201,7 @@ fn evaluate<B: AutodiffBackend>(model: &Gpt2<B>, val: &[Batch], device: &B::Devi
         .iter()
         .map(|b| {
             let (x, y) = batch_tensors::<B::InnerBackend>(b, device);
-            m.loss(x, y).into_scalar().elem::<f64>()
+            m.eval_loss(x, y, precision).into_scalar().elem::<f64>()
         })
         .sum();
     sum / val.len() as f64
@@ -187,6 +213,7 @@ struct Job<'a> {
     progress: bool,
     stop_after: Option<u64>,
     checkpoint_at: &'a [u64],
+    tuning: Tuning,
     resume: Option<Checkpoint>,
 }
 
@@ -257,6 +284,14 @@ impl BackendTask for Job<'_> {
         let mut fresh_build = true; // the next step is the first of a (re)built model: warm-up
         let tps = spec.batch.tokens_per_step();
         let mut since_log = (0u64, 0.0f64); // steps and seconds since the last logged row
+        let precision = self.tuning.precision;
+        let log_every = self
+            .tuning
+            .log_every
+            .unwrap_or_else(|| default_log_every(name))
+            .max(1);
+        // Training losses since the last row, summed on the device (read only at a row).
+        let mut window: Option<(Tensor<B::InnerBackend, 1>, u64)> = None;
         let mut seg_clock = Instant::now();
         let ckpt_dir = self.dir.join("checkpoints");
 
@@ -269,7 +304,7 @@ impl BackendTask for Job<'_> {
                 st.model = grow_with_policy(st.model, &mut st.opt, g, &spec.model, seed, &device)?;
                 groups = st.model.param_groups();
                 fresh_build = true;
-                let v = evaluate(&st.model, &val, &device);
+                let v = evaluate(&st.model, &val, &device, precision);
                 post_growth_val = Some(v);
                 bar.println(format!(
                     "step {s}: grew depth {} -> {} ({:?}), val loss {v:.4}",
@@ -293,15 +328,26 @@ impl BackendTask for Job<'_> {
             let lr = spec.optimizer.peak_lr() * lr_factor(&spec.schedule, s, total);
             let batch = st.cursor.next_train(&corpus, spec.batch);
             let (x, y) = batch_tensors::<B>(&batch, &device);
-            let loss = st.model.loss(x, y);
+            let out = st.model.train_loss(x, y, precision);
             let last = s + 1 == total;
             let growth_next = spec.growths.iter().any(|g| g.at_step == s + 1);
             let need_eval =
                 (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0) || last || growth_next;
-            let log = s % LOG_EVERY == 0 || need_eval || post_growth_val.is_some() || s + 1 == end;
-            let train_loss = log.then(|| loss.clone().into_scalar().elem::<f64>());
-            let grads = GradientsParams::from_grads(loss.backward(), &st.model);
-            let (model, _) = st.opt.step(st.model, grads, lr, &groups);
+            let log =
+                (s + 1) % log_every == 0 || need_eval || post_growth_val.is_some() || s + 1 == end;
+            window = Some(match window.take() {
+                Some((sum, k)) => (sum + out.loss, k + 1),
+                None => (out.loss, 1),
+            });
+            let train_loss = if log {
+                window
+                    .take()
+                    .map(|(sum, k)| sum.into_scalar().elem::<f64>() / k as f64)
+            } else {
+                None
+            };
+            let grads = GradientsParams::from_grads(out.surrogate.backward(), &st.model);
+            let (model, _) = st.opt.step_deferred(st.model, grads, lr, &groups);
             st.model = model;
             let dt = t0.elapsed().as_secs_f64();
             if fresh_build {
@@ -316,7 +362,7 @@ impl BackendTask for Job<'_> {
             if let Some(tl) = train_loss {
                 let val_loss = match post_growth_val {
                     Some(v) => Some(v),
-                    None if need_eval => Some(evaluate(&st.model, &val, &device)),
+                    None if need_eval => Some(evaluate(&st.model, &val, &device, precision)),
                     None => None,
                 };
                 let wall = wall0 + started.elapsed().as_secs_f64();
@@ -345,7 +391,14 @@ impl BackendTask for Job<'_> {
                 }
                 if !tl.is_finite() {
                     bar.abandon();
-                    return Err(diverged(s, segment, st.model.depth(), tl, self.dir));
+                    return Err(diverged(
+                        s,
+                        segment,
+                        st.model.depth(),
+                        tl,
+                        log_every,
+                        self.dir,
+                    ));
                 }
                 bar.set_message(format!(
                     "seg {segment} depth {} loss {tl:.4} lr {lr:.2e} {tok_per_s:.0} tok/s",
@@ -387,6 +440,7 @@ impl BackendTask for Job<'_> {
         let summary = Summary {
             run: spec.name.clone(),
             device: name.to_string(),
+            precision,
             final_train_loss: st.timing.last_train_loss.unwrap_or(f64::NAN),
             final_val_loss: st.timing.last_val_loss.unwrap_or(f64::NAN),
             total_steps: end,
@@ -455,12 +509,22 @@ fn check_corpus(corpus: &Corpus, spec: &RunSpec) -> Result<(), ExecError> {
     Ok(())
 }
 
-fn diverged(step: u64, segment: usize, depth: usize, loss: f64, dir: &Path) -> ExecError {
+fn diverged(
+    step: u64,
+    segment: usize,
+    depth: usize,
+    loss: f64,
+    log_every: u64,
+    dir: &Path,
+) -> ExecError {
+    let when = if log_every > 1 {
+        format!("by step {step} (the loss is read every {log_every} steps)")
+    } else {
+        format!("at step {step}")
+    };
     ExecError::new(
         ErrorKind::Diverged,
-        format!(
-            "training diverged at step {step} (segment {segment}, depth {depth}): loss is {loss}"
-        ),
+        format!("training diverged {when} (segment {segment}, depth {depth}): loss is {loss}"),
     )
     .with_help(format!(
         "lower the peak learning rate or add gradient clipping; the last good checkpoint is {}",
@@ -587,6 +651,7 @@ mod tests {
             progress: false,
             stop_after,
             checkpoint_at: Vec::new(),
+            tuning: Tuning::default(),
         }
     }
 

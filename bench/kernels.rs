@@ -1,0 +1,222 @@
+//! Kernel checks and hardware floors on one device (the GPU check of `src/exec/kernels/`).
+//!
+//! 1. Correctness: the fused head cross-entropy (loss, d hidden, d embedding) against its
+//!    float64 reference, in f32 and bf16, as relative errors `||out - ref|| / ||ref||`.
+//! 2. Floors: the measured matmul rate (GPT-2 small's MLP shape, f32 and bf16) and the
+//!    measured memory bandwidth, and what they imply for one GPT-2 small training step
+//!    (batch 8 x 1024): FLOPs / rate, and the AdamW update's bytes / bandwidth.
+//!
+//! Run: `cargo bench --bench kernels -- [auto|cpu|cuda]` (default auto). Prints figures; it
+//! is not a timed test. Exits non-zero when a relative error is over its bound.
+
+use std::time::Instant;
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
+
+use progc::exec::ExecError;
+use progc::exec::device::{BackendTask, DeviceChoice, dispatch};
+use progc::exec::kernels::head_ce::reference::{head_ce, rel_err};
+use progc::exec::kernels::head_ce::{head_ce_loss, head_ce_train};
+use progc::exec::precision::Precision;
+use progc::plan::flops::{Flops, param_counts};
+use progc::plan::spec::{ModelSpec, ResidualScaling};
+
+/// Bounds on the relative error: f32 allows TF32 tensor-core matmuls (10-bit mantissa).
+const BOUND_F32: f64 = 2e-3;
+const BOUND_BF16: f64 = 2e-2;
+
+fn uniform(n: usize, seed: u64) -> Vec<f64> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            let r = progc::exec::rng::splitmix64(&mut x);
+            ((r >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor<B: Backend>(xs: &[f64], shape: [usize; 2], dev: &B::Device) -> Tensor<B, 2> {
+    let v: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+    Tensor::from_data(TensorData::new(v, shape), dev)
+}
+
+fn to_f64<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+    let t = t.cast(FloatDType::F32);
+    t.into_data()
+        .to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// Relative errors of (loss, eval loss, dh, dW) for one shape and chunking.
+fn check_head<B: AutodiffBackend>(dev: &B::Device, p: Precision) -> [f64; 4] {
+    let (n, d, v, chunk) = (300, 64, 1000, 128);
+    let (h, w) = (uniform(n * d, 3), uniform(v * d, 4));
+    let t: Vec<usize> = (0..n).map(|i| (i * 7919 + 11) % v).collect();
+    let (loss_ref, dh_ref, dw_ref) = head_ce(&h, &w, &t, d);
+    let ti: Vec<i64> = t.iter().map(|&x| x as i64).collect();
+    let targets = || Tensor::<B, 1, Int>::from_data(TensorData::new(ti.clone(), [n]), dev);
+    let ht = tensor::<B>(&h, [n, d], dev).require_grad();
+    let wt = tensor::<B>(&w, [v, d], dev).require_grad();
+    let out = head_ce_train(ht.clone(), wt.clone(), targets(), chunk, p);
+    let grads = out.surrogate.backward();
+    let loss = out.loss.into_scalar().elem::<f64>();
+    let eval = head_ce_loss(
+        tensor::<B::InnerBackend>(&h, [n, d], dev),
+        tensor::<B::InnerBackend>(&w, [v, d], dev),
+        targets().inner(),
+        chunk,
+        p,
+    )
+    .into_scalar()
+    .elem::<f64>();
+    [
+        (loss - loss_ref).abs() / loss_ref,
+        (eval - loss_ref).abs() / loss_ref,
+        rel_err(&to_f64(ht.grad(&grads).unwrap()), &dh_ref),
+        rel_err(&to_f64(wt.grad(&grads).unwrap()), &dw_ref),
+    ]
+}
+
+/// Seconds per call of `f`, median of `reps` after two warm-up calls, synced each time.
+fn time<B: Backend>(dev: &B::Device, reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut ts = Vec::new();
+    for i in 0..reps + 2 {
+        let t0 = Instant::now();
+        f();
+        let _ = B::sync(dev);
+        if i >= 2 {
+            ts.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    ts.sort_by(f64::total_cmp);
+    ts[ts.len() / 2]
+}
+
+/// FLOP/s of `[m, k] x [k, n]` in precision `p`.
+fn matmul_rate<B: Backend>(dev: &B::Device, m: usize, k: usize, n: usize, p: Precision) -> f64 {
+    let a = p.operand(Tensor::<B, 2>::ones([m, k], dev));
+    let b = p.operand(Tensor::<B, 2>::ones([k, n], dev));
+    let s = time::<B>(dev, 5, || {
+        let _ = a.clone().matmul(b.clone());
+    });
+    2.0 * (m * k * n) as f64 / s
+}
+
+/// Bytes/s of `y = x * 1.0001 + 1` over `elems` f32 values (one read, one write).
+fn bandwidth<B: Backend>(dev: &B::Device, elems: usize) -> f64 {
+    let x = Tensor::<B, 1>::ones([elems], dev);
+    let s = time::<B>(dev, 5, || {
+        let _ = x.clone().mul_scalar(1.0001).add_scalar(1.0);
+    });
+    (2 * 4 * elems) as f64 / s
+}
+
+struct Bench {
+    heavy: bool,
+}
+
+impl BackendTask for Bench {
+    type Output = bool;
+
+    fn run<B: AutodiffBackend>(self, dev: B::Device, _name: &str) -> Result<bool, ExecError> {
+        println!(
+            "fused head cross-entropy vs float64 reference (300 rows, d 64, V 1000, chunks of 128)"
+        );
+        println!(
+            "{:>9}  {:>10}  {:>10}  {:>10}  {:>10}  {:>8}",
+            "precision", "loss", "eval", "d hidden", "d embed", "bound"
+        );
+        let mut ok = true;
+        for (p, bound) in [(Precision::F32, BOUND_F32), (Precision::Bf16, BOUND_BF16)] {
+            let e = check_head::<B>(&dev, p);
+            let pass = e.iter().all(|&x| x < bound);
+            ok &= pass;
+            println!(
+                "{:>9}  {:>10.2e}  {:>10.2e}  {:>10.2e}  {:>10.2e}  {:>8.0e} {}",
+                p.name(),
+                e[0],
+                e[1],
+                e[2],
+                e[3],
+                bound,
+                if pass { "ok" } else { "FAIL" }
+            );
+        }
+
+        // Floors for GPT-2 small, batch 8 x 1024: shapes of its MLP up-projection.
+        let (rows, width) = if self.heavy {
+            (8 * 1024, 768)
+        } else {
+            (1024, 256)
+        };
+        let elems = if self.heavy { 1 << 28 } else { 1 << 22 };
+        let r32 = matmul_rate::<B::InnerBackend>(&dev, rows, width, 4 * width, Precision::F32);
+        let r16 = matmul_rate::<B::InnerBackend>(&dev, rows, width, 4 * width, Precision::Bf16);
+        let bw = bandwidth::<B::InnerBackend>(&dev, elems);
+        println!(
+            "measured: matmul [{rows}x{width}]x[{width}x{}] f32 {:.1} TFLOP/s, bf16 {:.1} TFLOP/s; bandwidth {:.0} GB/s ({} MB read+write)",
+            4 * width,
+            r32 / 1e12,
+            r16 / 1e12,
+            bw / 1e9,
+            8 * elems >> 20
+        );
+        let small = ModelSpec {
+            name: "gpt2_small".into(),
+            width: 768,
+            heads: 12,
+            depth: 12,
+            context: 1024,
+            vocab: 50257,
+            mlp_ratio: 4,
+            init_std: 0.02,
+            residual: ResidualScaling::None,
+        };
+        let tokens = 8 * 1024;
+        println!(
+            "GPT-2 small, batch 8 x 1024, floors per training step (FLOPs at the measured matmul rate; AdamW's 7 f32 streams over the parameters at the measured bandwidth):"
+        );
+        for depth in [12, 0] {
+            let f = Flops::of(&small, depth, tokens).exact;
+            let params = param_counts(&small, depth).total as f64;
+            let adam_bytes = 7.0 * 4.0 * params;
+            for (p, rate) in [("f32", r32), ("bf16", r16)] {
+                let s = f / rate + adam_bytes / bw;
+                println!(
+                    "  depth {depth:>2} {p:>4}: {:.2} TFLOP -> {:6.2} ms compute + {:5.2} ms update = {:6.2} ms, at most {:9.0} tok/s",
+                    f / 1e12,
+                    1e3 * f / rate,
+                    1e3 * adam_bytes / bw,
+                    1e3 * s,
+                    tokens as f64 / s
+                );
+            }
+        }
+        Ok(ok)
+    }
+}
+
+fn main() {
+    let arg = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let choice = match arg.as_deref().unwrap_or("auto").parse::<DeviceChoice>() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    // Full-size shapes only where a GPU runs them; the CPU gets small ones.
+    let heavy = !matches!(choice, DeviceChoice::Cpu);
+    match dispatch(choice, true, Bench { heavy }) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
