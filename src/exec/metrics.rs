@@ -208,10 +208,23 @@ impl Summary {
             s.push_str(&t);
             s.push('\n');
         };
-        line(format!("run {} on {}", self.run, self.device));
+        let precision = match self.precision {
+            crate::exec::precision::Precision::F32 => String::new(),
+            p => format!(" ({} matmuls)", p.name()),
+        };
+        line(format!("run {} on {}{precision}", self.run, self.device));
+        // A run stopped before its first evaluation has no validation loss yet.
+        let loss = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.4}")
+            } else {
+                "-".to_string()
+            }
+        };
         line(format!(
-            "  final loss      train {:.4}   val {:.4}",
-            self.final_train_loss, self.final_val_loss
+            "  final loss      train {}   val {}",
+            loss(self.final_train_loss),
+            loss(self.final_val_loss)
         ));
         line(format!(
             "  trained         {} steps, {} tokens",
