@@ -6,6 +6,10 @@
 //! - gap: `(val - val_ref) / val_ref` of the final validation losses;
 //! - spike: validation loss right after a growth minus right before it (the evaluations at the
 //!   old depth and at the new depth around the growth step);
+//! - rise: the highest validation loss after a growth (until the next growth) minus the last one
+//!   before it, with the steps until an evaluation is back below that level ("back after"):
+//!   the loss can keep rising for hundreds of steps after a growth whose immediate spike is
+//!   small;
 //! - t_mix: steps from the last growth to the first evaluation whose validation loss is within
 //!   0.5% of the reference's at the same step (reference linearly interpolated between its
 //!   evaluations); "not mixed" when no evaluation gets there.
@@ -68,6 +72,10 @@ pub struct RunReport {
     pub growth_steps: Vec<u64>,
     /// Validation-loss jump at each growth (`None` where an evaluation is missing).
     pub spikes: Vec<Option<f64>>,
+    /// At each growth: the highest validation loss after it minus the last before it, and the
+    /// steps from the growth until an evaluation is below that last value again (`None`: never).
+    #[serde(default)]
+    pub rises: Vec<Option<(f64, Option<u64>)>>,
     /// Steps after the last growth until within 0.5% of the reference (`None`: not mixed, or
     /// no growth).
     pub t_mix: Option<u64>,
@@ -99,6 +107,30 @@ fn spike(points: &[(u64, f64, usize)], step: u64, from: usize, to: usize) -> Opt
     let before = points.iter().rev().find(|p| p.2 == from && p.0 < step)?;
     let after = points.iter().find(|p| p.2 == to && p.0 + 1 >= step)?;
     Some(after.1 - before.1)
+}
+
+/// Rise after the growth at `step` (see the module docs); `next` is the next growth, if any.
+fn rise(
+    points: &[(u64, f64, usize)],
+    step: u64,
+    from: usize,
+    to: usize,
+    next: Option<u64>,
+) -> Option<(f64, Option<u64>)> {
+    let before = points.iter().rev().find(|p| p.2 == from && p.0 < step)?;
+    let after: Vec<_> = points
+        .iter()
+        .filter(|p| p.2 == to && p.0 + 1 >= step && next.is_none_or(|n| p.0 < n))
+        .collect();
+    let peak = after.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    if !peak.is_finite() {
+        return None;
+    }
+    let back = after
+        .iter()
+        .find(|p| p.1 < before.1)
+        .map(|p| (p.0 + 1).saturating_sub(step));
+    Some((peak - before.1, back))
 }
 
 fn t_mix(run: &RunResult, reference: &[(u64, f64, usize)]) -> Option<u64> {
@@ -137,6 +169,15 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
             .iter()
             .map(|g| spike(&points, g.at_step, g.from_depth, g.to_depth))
             .collect();
+        let growths = &rp.spec.growths;
+        let rises = growths
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let next = growths.get(i + 1).map(|n| n.at_step);
+                rise(&points, g.at_step, g.from_depth, g.to_depth, next)
+            })
+            .collect();
         runs.push(RunReport {
             run: s.run.clone(),
             final_val_loss: s.final_val_loss,
@@ -153,6 +194,7 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
             },
             growth_steps: s.growth_steps.clone(),
             spikes,
+            rises,
             t_mix: t_mix(res, &ref_points),
         });
     }
@@ -177,9 +219,9 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
     );
     out.push_str(
         "| run | final val loss | gap | FLOPs (exact) | FLOPs/ref exact | 6N emb | 6N non-emb | \
-         wall s | wall/ref | growth at | spike | t_mix |\n",
+         wall s | wall/ref | growth at | spike | rise (back after) | t_mix |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for run in &r.runs {
         let growth = if run.growth_steps.is_empty() {
             "-".to_string()
@@ -199,13 +241,26 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let rises = if run.rises.is_empty() {
+            "-".to_string()
+        } else {
+            run.rises
+                .iter()
+                .map(|r| match r {
+                    None => "n/a".to_string(),
+                    Some((v, Some(b))) => format!("{v:+.3} ({b} steps)"),
+                    Some((v, None)) => format!("{v:+.3} (not back)"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mix = match (run.growth_steps.is_empty(), run.t_mix) {
             (true, _) => "-".to_string(),
             (false, Some(t)) => format!("{t} steps"),
             (false, None) => "not mixed".to_string(),
         };
         out.push_str(&format!(
-            "| {} | {:.4} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2} | {} | {} | {} |\n",
+            "| {} | {:.4} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2} | {} | {} | {} | {} |\n",
             run.run,
             run.final_val_loss,
             pct(run.gap),
@@ -217,6 +272,7 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
             run.wall_vs_reference,
             growth,
             spikes,
+            rises,
             mix,
         ));
     }
@@ -234,7 +290,8 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
         "\ngap: relative difference of the final validation loss to the reference. FLOPs/ref: \
          compute relative to the reference run in three conventions (exact with attention and \
          head; 6N with embeddings counted; 6N non-embedding). spike: validation loss just after \
-         a growth minus just before. t_mix: steps from the last growth to the first evaluation \
+         a growth minus just before. rise: the highest validation loss after a growth minus the \
+         last before it, and the steps until the loss is back below that. t_mix: steps from the last growth to the first evaluation \
          within 0.5% of the reference at the same step.\n\n\
          ![validation loss against steps](val_vs_step.svg)\n\n\
          ![validation loss against FLOPs](val_vs_flops.svg)\n",
@@ -326,6 +383,27 @@ mod tests {
         assert_eq!(value_at(&p, 5), Some(3.0));
         assert_eq!(value_at(&p, 10), Some(2.0));
         assert_eq!(value_at(&p, 11), None);
+    }
+
+    #[test]
+    fn rise_is_the_peak_after_growth_and_the_steps_until_back() {
+        // Grown at 20 from 2.5: up to 3.1 by step 39, back below 2.5 at step 59.
+        let p = pts(&[
+            (19, 2.5, 0),
+            (19, 2.6, 6),
+            (29, 2.9, 6),
+            (39, 3.1, 6),
+            (49, 2.7, 6),
+            (59, 2.4, 6),
+            (69, 2.2, 6),
+        ]);
+        let (r, back) = rise(&p, 20, 0, 6, None).expect("evaluated");
+        assert!((r - 0.6).abs() < 1e-12, "{r}");
+        assert_eq!(back, Some(40));
+        // A later growth bounds the window, and a loss that never comes back says so.
+        let (r, back) = rise(&p, 20, 0, 6, Some(45)).expect("evaluated");
+        assert!((r - 0.6).abs() < 1e-12);
+        assert_eq!(back, None);
     }
 
     #[test]
