@@ -129,7 +129,14 @@ fn rise(
     let back = after
         .iter()
         .find(|p| p.1 < before.1)
-        .map(|p| (p.0 + 1).saturating_sub(step));
+        // Row `s` is evaluated after `s + 1` steps, except the growth row itself (after `s`).
+        .map(|p| {
+            if p.0 == step {
+                0
+            } else {
+                (p.0 + 1).saturating_sub(step)
+            }
+        });
     Some((peak - before.1, back))
 }
 
@@ -400,6 +407,9 @@ mod tests {
         let (r, back) = rise(&p, 20, 0, 6, None).expect("evaluated");
         assert!((r - 0.6).abs() < 1e-12, "{r}");
         assert_eq!(back, Some(40));
+        // Already lower on the growth row: back after 0 steps.
+        let q = pts(&[(19, 2.5, 2), (20, 2.4, 6), (29, 2.3, 6)]);
+        assert_eq!(rise(&q, 20, 2, 6, None), Some((2.4 - 2.5, Some(0))));
         // A later growth bounds the window, and a loss that never comes back says so.
         let (r, back) = rise(&p, 20, 0, 6, Some(45)).expect("evaluated");
         assert!((r - 0.6).abs() < 1e-12);
