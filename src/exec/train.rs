@@ -339,6 +339,10 @@ impl BackendTask for Job<'_> {
                 Some((sum, k)) => (sum + out.loss, k + 1),
                 None => (out.loss, 1),
             });
+            let grads = GradientsParams::from_grads(out.surrogate.backward(), &st.model);
+            let (model, _) = st.opt.step_deferred(st.model, grads, lr, &groups);
+            // Read only now, with the whole step queued, so the device is never left idle
+            // waiting for the host between the forward and the backward pass.
             let train_loss = if log {
                 window
                     .take()
@@ -346,8 +350,6 @@ impl BackendTask for Job<'_> {
             } else {
                 None
             };
-            let grads = GradientsParams::from_grads(out.surrogate.backward(), &st.model);
-            let (model, _) = st.opt.step_deferred(st.model, grads, lr, &groups);
             st.model = model;
             let dt = t0.elapsed().as_secs_f64();
             if fresh_build {
