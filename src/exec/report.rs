@@ -122,11 +122,17 @@ fn rise(
         .iter()
         .filter(|p| p.2 == to && p.0 + 1 >= step && next.is_none_or(|n| p.0 < n))
         .collect();
-    let peak = after.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    if !peak.is_finite() {
-        return None;
-    }
-    let back = after
+    // The first highest evaluation, and from there the first one below the pre-growth value.
+    let peak_at =
+        after
+            .iter()
+            .enumerate()
+            .fold(None, |best: Option<usize>, (i, p)| match best {
+                Some(b) if after[b].1 >= p.1 => Some(b),
+                _ => Some(i),
+            })?;
+    let peak = after[peak_at].1;
+    let back = after[peak_at..]
         .iter()
         .find(|p| p.1 < before.1)
         // Row `s` is evaluated after `s + 1` steps, except the growth row itself (after `s`).
@@ -410,6 +416,17 @@ mod tests {
         // Already lower on the growth row: back after 0 steps.
         let q = pts(&[(19, 2.5, 2), (20, 2.4, 6), (29, 2.3, 6)]);
         assert_eq!(rise(&q, 20, 2, 6, None), Some((2.4 - 2.5, Some(0))));
+        // Below at first, then above: "back" is counted from the peak, not from the dip.
+        let r = pts(&[
+            (19, 2.5, 2),
+            (20, 2.4, 6),
+            (29, 2.7, 6),
+            (39, 2.6, 6),
+            (49, 2.45, 6),
+        ]);
+        let (v, back) = rise(&r, 20, 2, 6, None).expect("evaluated");
+        assert!((v - 0.2).abs() < 1e-12, "{v}");
+        assert_eq!(back, Some(30));
         // A later growth bounds the window, and a loss that never comes back says so.
         let (r, back) = rise(&p, 20, 0, 6, Some(45)).expect("evaluated");
         assert!((r - 0.6).abs() < 1e-12);
