@@ -65,8 +65,9 @@ fn expect(src: &str, want: &str) {
 fn std_library_checks_without_errors() {
     let (spec, _, diags) = check_source("t.prog", "import \"std/paper.prog\"", &[]);
     assert!(!has_errors(&diags), "{}", render(&diags));
-    assert!(spec.runs.len() == 58, "{}", spec.runs.len());
-    assert_eq!(spec.experiments.len(), 12);
+    // 45 CPU-size recipes (E1-E7 in 8 experiments) and 22 GPU-size ones (8 experiments).
+    assert_eq!(spec.runs.len(), 67);
+    assert_eq!(spec.experiments.len(), 16);
     // The warnings std deliberately triggers (multi-stage, zero init, copy(last), late growth).
     let warned: std::collections::BTreeSet<String> =
         diags.iter().map(|d| d.code.to_string()).collect();
