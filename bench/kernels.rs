@@ -16,7 +16,7 @@ use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
 
 use progc::exec::ExecError;
 use progc::exec::device::{BackendTask, DeviceChoice, dispatch};
-use progc::exec::kernels::head_ce::reference::{head_ce, rel_err};
+use progc::exec::kernels::head_ce::reference::{head_ce, rel_err, uniform};
 use progc::exec::kernels::head_ce::{head_ce_loss, head_ce_train};
 use progc::exec::precision::Precision;
 use progc::plan::flops::{Flops, param_counts};
@@ -25,16 +25,6 @@ use progc::plan::spec::{ModelSpec, ResidualScaling};
 /// Bounds on the relative error: f32 allows TF32 tensor-core matmuls (10-bit mantissa).
 const BOUND_F32: f64 = 2e-3;
 const BOUND_BF16: f64 = 2e-2;
-
-fn uniform(n: usize, seed: u64) -> Vec<f64> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            let r = progc::exec::rng::splitmix64(&mut x);
-            ((r >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn tensor<B: Backend>(xs: &[f64], shape: [usize; 2], dev: &B::Device) -> Tensor<B, 2> {
     let v: Vec<f32> = xs.iter().map(|&x| x as f32).collect();

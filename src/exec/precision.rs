@@ -41,13 +41,7 @@ impl Precision {
         a: Tensor<B, D>,
         b: Tensor<B, D>,
     ) -> Tensor<B, D> {
-        match self {
-            Precision::F32 => a.matmul(b),
-            Precision::Bf16 => self
-                .operand(a)
-                .matmul(self.operand(b))
-                .cast(FloatDType::F32),
-        }
+        self.matmul_prepared(a, self.operand(b))
     }
 
     /// `a @ b` where `b` is already an operand (cast once, reused across chunks).

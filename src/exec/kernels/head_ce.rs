@@ -63,6 +63,47 @@ fn chunk<B: Backend>(
     (loss_sum, grads)
 }
 
+/// The whole pass over `h [n, d]` a chunk at a time: the mean loss, and with `grads` the
+/// gradients `(dh [n, d], dW [V, d])` of that mean.
+fn pass<B: Backend>(
+    h: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+    chunk_rows: usize,
+    grads: bool,
+    precision: Precision,
+) -> (Tensor<B, 1>, Option<(Tensor<B, 2>, Tensor<B, 2>)>) {
+    let [n, _] = h.dims();
+    let t = targets.reshape([n, 1]);
+    let w_t = precision.operand(w.clone().transpose());
+    let k = 1.0 / n as f64;
+    let (mut loss, mut dhs, mut dw) = (None::<Tensor<B, 1>>, Vec::new(), None::<Tensor<B, 2>>);
+    for start in (0..n).step_by(chunk_rows.max(1)) {
+        let len = chunk_rows.min(n - start);
+        let (l, g) = chunk(
+            h.clone().narrow(0, start, len),
+            w_t.clone(),
+            &w,
+            t.clone().narrow(0, start, len),
+            grads.then_some(k),
+            precision,
+        );
+        loss = Some(match loss {
+            Some(acc) => acc + l,
+            None => l,
+        });
+        if let Some((dh, dw_c)) = g {
+            dhs.push(dh);
+            dw = Some(match dw {
+                Some(acc) => acc + dw_c,
+                None => dw_c,
+            });
+        }
+    }
+    let loss = loss.expect("at least one row").mul_scalar(k);
+    (loss, dw.map(|dw| (Tensor::cat(dhs, 0), dw)))
+}
+
 /// Mean cross-entropy of `targets [n]` under logits `h W^T`, a chunk at a time (no gradients).
 pub fn head_ce_loss<B: Backend>(
     h: Tensor<B, 2>,
@@ -71,26 +112,7 @@ pub fn head_ce_loss<B: Backend>(
     chunk_rows: usize,
     precision: Precision,
 ) -> Tensor<B, 1> {
-    let [n, _] = h.dims();
-    let t = targets.reshape([n, 1]);
-    let w_t = precision.operand(w.clone().transpose());
-    let mut total: Option<Tensor<B, 1>> = None;
-    for start in (0..n).step_by(chunk_rows.max(1)) {
-        let len = chunk_rows.min(n - start);
-        let (l, _) = chunk(
-            h.clone().narrow(0, start, len),
-            w_t.clone(),
-            &w,
-            t.clone().narrow(0, start, len),
-            None,
-            precision,
-        );
-        total = Some(match total {
-            Some(acc) => acc + l,
-            None => l,
-        });
-    }
-    total.expect("at least one row").div_scalar(n as f64)
+    pass(h, w, targets, chunk_rows, false, precision).0
 }
 
 /// Training form: the mean loss and a surrogate whose gradient is the loss's (see the module
@@ -102,40 +124,10 @@ pub fn head_ce_train<B: AutodiffBackend>(
     chunk_rows: usize,
     precision: Precision,
 ) -> HeadLoss<B> {
-    let [n, _] = h.dims();
-    let hi = h.clone().inner();
-    let wi = w.clone().inner();
-    let t = targets.inner().reshape([n, 1]);
-    let w_t = precision.operand(wi.clone().transpose());
-    let k = 1.0 / n as f64;
-    let mut loss: Option<Tensor<B::InnerBackend, 1>> = None;
-    let mut dhs = Vec::new();
-    let mut dw: Option<Tensor<B::InnerBackend, 2>> = None;
-    for start in (0..n).step_by(chunk_rows.max(1)) {
-        let len = chunk_rows.min(n - start);
-        let (l, g) = chunk(
-            hi.clone().narrow(0, start, len),
-            w_t.clone(),
-            &wi,
-            t.clone().narrow(0, start, len),
-            Some(k),
-            precision,
-        );
-        let (dh, dw_c) = g.expect("gradients were asked for");
-        loss = Some(match loss {
-            Some(acc) => acc + l,
-            None => l,
-        });
-        dhs.push(dh);
-        dw = Some(match dw {
-            Some(acc) => acc + dw_c,
-            None => dw_c,
-        });
-    }
-    let loss = loss.expect("at least one row").mul_scalar(k);
-    let dh = Tensor::<B, 2>::from_inner(Tensor::cat(dhs, 0));
-    let dw = Tensor::<B, 2>::from_inner(dw.expect("at least one row"));
-    let surrogate = (h * dh).sum() + (w * dw).sum();
+    let (hi, wi) = (h.clone().inner(), w.clone().inner());
+    let (loss, grads) = pass(hi, wi, targets.inner(), chunk_rows, true, precision);
+    let (dh, dw) = grads.expect("gradients were asked for");
+    let surrogate = (h * Tensor::from_inner(dh)).sum() + (w * Tensor::from_inner(dw)).sum();
     HeadLoss { loss, surrogate }
 }
 
@@ -165,6 +157,17 @@ pub mod reference {
         (loss / n as f64, dh, dw)
     }
 
+    /// `n` values uniform in [-1, 1) from `seed` (test inputs).
+    pub fn uniform(n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                let r = crate::exec::rng::splitmix64(&mut x);
+                ((r >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
     /// `||a - b|| / ||b||`.
     pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
         let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
@@ -175,22 +178,12 @@ pub mod reference {
 
 #[cfg(test)]
 mod tests {
-    use super::reference::{head_ce, rel_err};
+    use super::reference::{head_ce, rel_err, uniform};
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::{ElementConversion, TensorData};
 
     type TB = Autodiff<Flex>;
-
-    fn data(n: usize, seed: u64) -> Vec<f64> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                let r = crate::exec::rng::splitmix64(&mut x);
-                ((r >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     fn tensor<B: Backend>(xs: &[f64], shape: [usize; 2]) -> Tensor<B, 2> {
         let v: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
@@ -207,7 +200,7 @@ mod tests {
     }
 
     fn case(n: usize, d: usize, v: usize, chunk: usize, precision: Precision) -> [f64; 4] {
-        let (h, w) = (data(n * d, 1), data(v * d, 2));
+        let (h, w) = (uniform(n * d, 1), uniform(v * d, 2));
         let t: Vec<usize> = (0..n).map(|i| (i * 7 + 3) % v).collect();
         let (loss_ref, dh_ref, dw_ref) = head_ce(&h, &w, &t, d);
         let targets = || {
