@@ -16,7 +16,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use progc::exec::model::Gpt2;
 use progc::exec::optim::Optimizer;
 use progc::exec::precision::Precision;
-use progc::plan::spec::{AdamWSpec, LrMultipliers, ModelSpec, OptimizerSpec, ResidualScaling};
+use progc::plan::spec::{AdamWSpec, ModelSpec, OptimizerSpec, ResidualScaling};
 
 type B = Autodiff<Flex>;
 
@@ -42,15 +42,7 @@ fn burn_tok_per_s(depth: usize, vocab: usize, fused: bool, steps: usize) -> f64 
     let device = Default::default();
     let m = spec(depth, vocab);
     let mut model = Gpt2::<B>::new(&m, depth, 0, &device);
-    let mut opt = Optimizer::<B>::new(&OptimizerSpec::Adamw(AdamWSpec {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        weight_decay: 0.01,
-        clip: None,
-        lr_mult: LrMultipliers::default(),
-    }));
+    let mut opt = Optimizer::<B>::new(&OptimizerSpec::Adamw(AdamWSpec::with_lr(1e-3)));
     let groups = model.param_groups();
     let tokens: Vec<i32> = (0..BATCH * m.context)
         .map(|i| ((i * 7919) % m.vocab) as i32)

@@ -248,7 +248,7 @@ impl<'p> Checker<'p> {
             value::non_negative(v, "weight_decay", false, d)
         });
         let adam = match b.get("adam") {
-            None => Some(default_adamw(6e-4)),
+            None => Some(AdamWSpec::with_lr(6e-4)),
             Some(v) => match self.component_value(v, DefKind::Optimizer, None) {
                 Some(Component::Optimizer(OptimizerSpec::Adamw(a))) => Some(a),
                 Some(_) => {
@@ -381,18 +381,6 @@ fn lr(f: &Ident, b: &Bound, d: &mut Sink) -> Option<f64> {
     }
 }
 
-fn default_adamw(lr: f64) -> AdamWSpec {
-    AdamWSpec {
-        lr,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        weight_decay: 0.01,
-        clip: None,
-        lr_mult: LrMultipliers::default(),
-    }
-}
-
 fn adamw(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option<AdamWSpec> {
     let b = bind_args(
         f,
@@ -410,8 +398,9 @@ fn adamw(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option<Ad
         d,
     );
     let lr = lr(f, &b, d);
+    let def = AdamWSpec::with_lr(0.0);
     let betas = match b.get("betas") {
-        None => Some((0.9, 0.95)),
+        None => Some((def.beta1, def.beta2)),
         Some(v) => match &v.kind {
             ValueKind::Tuple(items) if items.len() == 2 => {
                 let b1 = unit_interval_open(&items[0], "beta1", d);
@@ -426,8 +415,8 @@ fn adamw(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option<Ad
     };
     let eps = b
         .get("eps")
-        .map_or(Some(1e-8), |v| value::non_negative(v, "eps", true, d));
-    let weight_decay = b.get("weight_decay").map_or(Some(0.01), |v| {
+        .map_or(Some(def.eps), |v| value::non_negative(v, "eps", true, d));
+    let weight_decay = b.get("weight_decay").map_or(Some(def.weight_decay), |v| {
         value::non_negative(v, "weight_decay", false, d)
     });
     let clip = match b.get("clip") {

@@ -597,13 +597,8 @@ mod tests {
             },
             total_steps: total,
             optimizer: OptimizerSpec::Adamw(AdamWSpec {
-                lr: 3e-3,
-                beta1: 0.9,
-                beta2: 0.95,
-                eps: 1e-8,
-                weight_decay: 0.01,
                 clip: Some(1.0),
-                lr_mult: LrMultipliers::default(),
+                ..AdamWSpec::with_lr(3e-3)
             }),
             schedule: ScheduleSpec::Wsd {
                 warmup_steps: 3,
@@ -749,13 +744,8 @@ mod tests {
         sp.eval_every = 10;
         sp.batch.sequences = 8;
         sp.optimizer = OptimizerSpec::Adamw(AdamWSpec {
-            lr: 3e-3,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
             weight_decay: 0.0,
-            clip: None,
-            lr_mult: LrMultipliers::default(),
+            ..AdamWSpec::with_lr(3e-3)
         });
         let summary = run(&plan(sp), &opts(&dir, None)).unwrap();
         let rows = read_metrics(&dir.join("metrics.jsonl")).unwrap();
@@ -773,13 +763,8 @@ mod tests {
         let mut sp = spec(write_corpus(&dir), 10, 1, vec![]);
         sp.schedule = ScheduleSpec::Constant { warmup_steps: 0 };
         sp.optimizer = OptimizerSpec::Adamw(AdamWSpec {
-            lr: f64::INFINITY,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
             weight_decay: 0.0,
-            clip: None,
-            lr_mult: LrMultipliers::default(),
+            ..AdamWSpec::with_lr(f64::INFINITY)
         });
         let e = run(&plan(sp), &opts(&dir, None)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Diverged, "{e}");

@@ -272,8 +272,8 @@ fn build(runs: &[RunSpec], experiment: Option<String>, reference: Option<String>
 pub(crate) mod tests {
     use super::*;
     use crate::plan::spec::{
-        AdamWSpec, BatchSpec, DataSpec, DecayShape, GrowthSpec, InitSpec, LrMultipliers,
-        OptStatePolicy, OptimizerSpec, Placement, ResidualScaling, ScheduleSpec, Tokenizer,
+        AdamWSpec, BatchSpec, DataSpec, DecayShape, GrowthSpec, InitSpec, OptStatePolicy,
+        OptimizerSpec, Placement, ResidualScaling, ScheduleSpec, Tokenizer,
     };
 
     pub(crate) fn model(
@@ -358,13 +358,8 @@ pub(crate) mod tests {
             },
             total_steps,
             optimizer: OptimizerSpec::Adamw(AdamWSpec {
-                lr: 6e-4,
-                beta1: 0.9,
-                beta2: 0.95,
-                eps: 1e-8,
                 weight_decay: 0.1,
-                clip: None,
-                lr_mult: LrMultipliers::default(),
+                ..AdamWSpec::with_lr(6e-4)
             }),
             schedule,
             seed: 1,

@@ -127,6 +127,23 @@ pub struct AdamWSpec {
     pub lr_mult: LrMultipliers,
 }
 
+impl AdamWSpec {
+    /// `adamw(lr: LR)` with every other field at its default: betas (0.9, 0.95), eps 1e-8,
+    /// weight decay 0.01, no clipping, no LR multipliers. The checker fills missing fields
+    /// from here.
+    pub fn with_lr(lr: f64) -> AdamWSpec {
+        AdamWSpec {
+            lr,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            clip: None,
+            lr_mult: LrMultipliers::default(),
+        }
+    }
+}
+
 /// Muon on 2-D hidden weights (Newton-Schulz orthogonalized momentum); AdamW (`adam`) on the
 /// embeddings, norms and biases.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
