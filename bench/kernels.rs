@@ -20,7 +20,7 @@ use progc::exec::kernels::head_ce::reference::{head_ce, rel_err, uniform};
 use progc::exec::kernels::head_ce::{head_ce_loss, head_ce_train};
 use progc::exec::precision::Precision;
 use progc::plan::flops::{Flops, param_counts};
-use progc::plan::spec::{ModelSpec, ResidualScaling};
+use progc::plan::spec::RunSpec;
 
 /// Bounds on the relative error: f32 allows TF32 tensor-core matmuls (10-bit mantissa).
 const BOUND_F32: f64 = 2e-3;
@@ -105,6 +105,22 @@ fn bandwidth<B: Backend>(dev: &B::Device, elems: usize) -> f64 {
     (2 * 4 * elems) as f64 / s
 }
 
+/// The recipe `bench/gpu.sh` trains (GPT-2 small from the std library, batch 8 x 1024), so the
+/// floors are those of the very run measured next to them.
+fn bench_full() -> RunSpec {
+    let path = std::path::Path::new("bench/gpu.prog");
+    let (program, _) = progc::syntax::load_program(path, &[]).expect("bench/gpu.prog is readable");
+    let (spec, diags) = progc::check::check(&program);
+    assert!(
+        !progc::diagnostic::has_errors(&diags),
+        "bench/gpu.prog has errors"
+    );
+    spec.runs
+        .into_iter()
+        .find(|r| r.name == "bench_full")
+        .expect("bench/gpu.prog defines bench_full")
+}
+
 struct Bench {
     heavy: bool,
 }
@@ -155,24 +171,14 @@ impl BackendTask for Bench {
             bw / 1e9,
             8 * elems >> 20
         );
-        let small = ModelSpec {
-            name: "gpt2_small".into(),
-            width: 768,
-            heads: 12,
-            depth: 12,
-            context: 1024,
-            vocab: 50257,
-            mlp_ratio: 4,
-            init_std: 0.02,
-            residual: ResidualScaling::None,
-        };
-        let tokens = 8 * 1024;
+        let run = bench_full();
+        let (small, tokens) = (&run.model, run.batch.tokens_per_step());
         println!(
             "GPT-2 small, batch 8 x 1024, floors per training step (FLOPs at the measured matmul rate; AdamW's 7 f32 streams over the parameters at the measured bandwidth):"
         );
         for depth in [12, 0] {
-            let f = Flops::of(&small, depth, tokens).exact;
-            let params = param_counts(&small, depth).total as f64;
+            let f = Flops::of(small, depth, tokens).exact;
+            let params = param_counts(small, depth).total as f64;
             let adam_bytes = 7.0 * 4.0 * params;
             for (p, rate) in [("f32", r32), ("bf16", r16)] {
                 let s = f / rate + adam_bytes / bw;
