@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::exec::precision::Precision;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "progc",
@@ -74,9 +76,9 @@ pub enum Command {
         /// Hide the progress bar.
         #[arg(long)]
         no_progress: bool,
-        /// Matmul precision: f32, or bf16 with f32 master weights and optimizer state.
-        #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-        precision: PrecisionArg,
+        /// Matmul precision: f32 | bf16 (bf16 keeps f32 master weights and optimizer state).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         /// Read the training loss back (one metrics row) every N steps; default 1 on the CPU,
         /// 25 on CUDA, where every read waits for the GPU.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -111,12 +113,6 @@ pub struct Select {
     /// Plan this experiment: its runs in one graph, sharing identical prefixes.
     #[arg(long)]
     pub experiment: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PrecisionArg {
-    F32,
-    Bf16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::args::{Cli, Command, DiagFormat, PlanFormat, PrecisionArg, Select};
+use super::args::{Cli, Command, DiagFormat, PlanFormat, Select};
 use super::report::{count, print_diagnostics, print_exec_error, use_color};
 use crate::check::{check, suggest::did_you_mean};
 use crate::diagnostic::{CODES, Code, Diagnostic, SourceMap, Span, has_errors, render};
 use crate::exec::device::DeviceChoice;
 use crate::exec::experiment::{ExperimentOptions, read_plan, run_experiment};
-use crate::exec::precision::Precision;
 use crate::exec::report::{to_markdown, write_report};
 use crate::exec::train::{self, RunOptions, Tuning};
 use crate::plan::render::{render_dot, render_json, render_text};
@@ -50,10 +49,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             sets,
         } => {
             let tuning = Tuning {
-                precision: match precision {
-                    PrecisionArg::F32 => Precision::F32,
-                    PrecisionArg::Bf16 => Precision::Bf16,
-                },
+                precision,
                 log_every,
             };
             let device = match DeviceChoice::from_str(&device) {

@@ -430,10 +430,22 @@ impl<B: Backend> Gpt2<B> {
         targets: Tensor<B, 2, Int>,
         p: Precision,
     ) -> Tensor<B, 1> {
+        let (h, w, targets, rows) = self.head_inputs(inputs, targets, p);
+        head_ce_loss(h, w, targets, rows, p)
+    }
+
+    /// What the fused head reads: hidden states `[b t, d]`, the tied embedding, the flattened
+    /// targets, and the rows per chunk.
+    fn head_inputs(
+        &self,
+        inputs: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        p: Precision,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1, Int>, usize) {
         let (h, b, t) = self.hidden(inputs, p);
         let w = self.wte.val();
         let rows = chunk_rows(b * t, w.dims()[0]);
-        head_ce_loss(h, w, targets.reshape([b * t]), rows, p)
+        (h, w, targets.reshape([b * t]), rows)
     }
 }
 
@@ -446,10 +458,8 @@ impl<B: AutodiffBackend> Gpt2<B> {
         targets: Tensor<B, 2, Int>,
         p: Precision,
     ) -> HeadLoss<B> {
-        let (h, b, t) = self.hidden(inputs, p);
-        let w = self.wte.val();
-        let rows = chunk_rows(b * t, w.dims()[0]);
-        head_ce_train(h, w, targets.reshape([b * t]), rows, p)
+        let (h, w, targets, rows) = self.head_inputs(inputs, targets, p);
+        head_ce_train(h, w, targets, rows, p)
     }
 }
 

@@ -12,10 +12,10 @@
 //!   training state;
 //! - metrics row `s` holds the mean training loss of the batches of the steps since the
 //!   previous row, step `s` included (each before its update; with `log_every` 1, step `s`'s
-//!   own), and the LR used by step `s`. Its `val_loss`, when present, is measured after step `s`'s update
-//!   (every `eval_every` steps, right before a growth and at the end), except on the first row
-//!   of a grown segment, where it is measured right after the growth, before the update (the
-//!   growth spike);
+//!   own), and the LR used by step `s`. Its `val_loss`, when present, is measured after step
+//!   `s`'s update (every `eval_every` steps, right before a growth and at the end), except on
+//!   the first row of a grown segment, where it is measured right after the growth, before the
+//!   update (the growth spike);
 //! - a non-finite training loss stops the run with `Diverged`; the last checkpoint written
 //!   before it stays as it was.
 //!
