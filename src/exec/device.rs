@@ -1,7 +1,7 @@
 //! Device choice and backend dispatch.
 //!
 //! Invariants:
-//! - the training code is generic over `B: AutodiffBackend`; [`dispatch`] is the one place that
+//! - the training code is generic over `B: TrainBackend` (autodiff + the fused kernels); [`dispatch`] is the one place that
 //!   names concrete backends (`Autodiff<Flex>` on CPU, `Autodiff<Cuda>` with the `cuda` feature);
 //! - CUDA is only used after a probe that cannot panic: `libcuda.so.1` is dlopen'ed, `cuInit` and
 //!   `cuDeviceGetCount` are called through it, NVRTC must be loadable, and the first device
@@ -12,7 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::backend::AutodiffBackend;
+use super::kernels::TrainBackend;
 
 use super::error::{ErrorKind, ExecError};
 
@@ -60,7 +60,7 @@ impl fmt::Display for DeviceChoice {
 pub trait BackendTask {
     type Output;
     /// `name` describes the device for logs and summaries (`cpu`, `cuda:0`).
-    fn run<B: AutodiffBackend>(
+    fn run<B: TrainBackend>(
         self,
         device: B::Device,
         name: &str,
@@ -180,7 +180,7 @@ mod panic_tests {
     }
 }
 
-fn task_cpu<T: BackendTask, B: AutodiffBackend>(task: T) -> Result<T::Output, ExecError> {
+fn task_cpu<T: BackendTask, B: TrainBackend>(task: T) -> Result<T::Output, ExecError> {
     task.run::<B>(Default::default(), "cpu")
 }
 
@@ -375,7 +375,7 @@ mod tests {
     struct Probe;
     impl BackendTask for Probe {
         type Output = String;
-        fn run<B: AutodiffBackend>(self, _d: B::Device, name: &str) -> Result<String, ExecError> {
+        fn run<B: TrainBackend>(self, _d: B::Device, name: &str) -> Result<String, ExecError> {
             Ok(name.to_string())
         }
     }

@@ -14,18 +14,15 @@
 use std::collections::HashMap;
 
 use burn::module::{Module, Param, ParamId};
-use burn::tensor::activation::{gelu, log_softmax};
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::module::{attention, embedding};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::kernels::head_ce::{HeadLoss, chunk_rows, head_ce_loss, head_ce_train};
+use super::kernels::{self, AttnShape, Kernels, TrainBackend};
 use super::optim::ParamGroup;
 use super::precision::Precision;
 use crate::plan::spec::{ModelSpec, ResidualScaling};
-
-const LN_EPS: f64 = 1e-5;
 
 /// How a parameter is initialized.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -183,41 +180,47 @@ impl<B: Backend> Block<B> {
                 .map(|p| Param::initialized(ParamId::new(), p.val().detach().require_grad())),
         )
     }
+}
 
-    /// `x [n, d]` -> `x + s * attn(ln1 x)` -> `+ s * mlp(ln2 x)`.
-    fn forward(
-        &self,
-        x: Tensor<B, 2>,
-        batch: usize,
-        seq: usize,
-        heads: usize,
-        s: f64,
-        p: Precision,
-    ) -> Tensor<B, 2> {
-        let [n, d] = x.dims();
-        let hd = d / heads;
+impl<B: Kernels> Block<B> {
+    /// `x [n, d]` -> `x + s * attn(ln1 x)` -> `+ s * mlp(ln2 x)`, through the fused kernels.
+    /// With bf16 matmuls the linear layers go through [`Precision::matmul`] instead.
+    fn forward(&self, x: Tensor<B, 2>, shape: AttnShape, s: f64, p: Precision) -> Tensor<B, 2> {
         let h = layer_norm(x.clone(), &self.ln1_g, &self.ln1_b);
-        let qkv = p.matmul(h, self.qkv_w.val()) + self.qkv_b.val();
-        // [n, 3d] -> three [b, heads, t, hd]
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(1, i * d, d)
-                .reshape([batch, seq, heads, hd])
-                .swap_dims(1, 2)
-        };
-        let opts = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        let y = attention(split(0), split(1), split(2), None, None, opts);
-        let y = y.swap_dims(1, 2).reshape([n, d]);
-        let y = p.matmul(y, self.out_w.val()) + self.out_b.val();
-        let x = x + scale(y, s);
+        let qkv = linear(p, h, &self.qkv_w, &self.qkv_b);
+        let y = kernels::attention(qkv, shape);
+        let x = residual(p, x, y, &self.out_w, &self.out_b, s);
         let h = layer_norm(x.clone(), &self.ln2_g, &self.ln2_b);
-        let h = gelu(p.matmul(h, self.fc_w.val()) + self.fc_b.val());
-        let h = p.matmul(h, self.proj_w.val()) + self.proj_b.val();
-        x + scale(h, s)
+        let h = kernels::gelu(linear(p, h, &self.fc_w, &self.fc_b));
+        residual(p, x, h, &self.proj_w, &self.proj_b, s)
+    }
+}
+
+/// `x W + b`.
+fn linear<B: Kernels>(
+    p: Precision,
+    x: Tensor<B, 2>,
+    w: &Param<Tensor<B, 2>>,
+    b: &Param<Tensor<B, 2>>,
+) -> Tensor<B, 2> {
+    match p {
+        Precision::F32 => kernels::linear(x, w.val(), b.val()),
+        Precision::Bf16 => p.matmul(x, w.val()) + b.val(),
+    }
+}
+
+/// `r + s (x W + b)`: an output projection and the residual add around it.
+fn residual<B: Kernels>(
+    p: Precision,
+    r: Tensor<B, 2>,
+    x: Tensor<B, 2>,
+    w: &Param<Tensor<B, 2>>,
+    b: &Param<Tensor<B, 2>>,
+    s: f64,
+) -> Tensor<B, 2> {
+    match p {
+        Precision::F32 => kernels::linear_residual(r, x, w.val(), b.val(), s),
+        Precision::Bf16 => r + scale(p.matmul(x, w.val()) + b.val(), s),
     }
 }
 
@@ -225,15 +228,12 @@ fn scale<B: Backend>(t: Tensor<B, 2>, s: f64) -> Tensor<B, 2> {
     if s == 1.0 { t } else { t.mul_scalar(s) }
 }
 
-fn layer_norm<B: Backend>(
+fn layer_norm<B: Kernels>(
     x: Tensor<B, 2>,
     g: &Param<Tensor<B, 2>>,
     b: &Param<Tensor<B, 2>>,
 ) -> Tensor<B, 2> {
-    let mean = x.clone().mean_dim(1);
-    let xc = x - mean;
-    let var = xc.clone().powi_scalar(2).mean_dim(1);
-    xc.div(var.add_scalar(LN_EPS).sqrt()) * g.val() + b.val()
+    kernels::layer_norm(x, g.val(), b.val())
 }
 
 /// GPT-2 with a tied head.
@@ -388,16 +388,23 @@ impl<B: Backend> Gpt2<B> {
         }
     }
 
+}
+
+impl<B: Kernels> Gpt2<B> {
     /// Final hidden states `[b * t, d]` after `ln_f`.
     fn hidden(&self, tokens: Tensor<B, 2, Int>, p: Precision) -> (Tensor<B, 2>, usize, usize) {
         let [b, t] = tokens.dims();
         let d = self.wte.val().dims()[1];
-        let pos = self.wpe.val().narrow(0, 0, t).unsqueeze::<3>();
-        let x = embedding(self.wte.val(), tokens) + pos;
-        let mut x = x.reshape([b * t, d]);
+        let mut x = kernels::embed(self.wte.val(), self.wpe.val(), tokens);
         let s = self.residual_scale();
+        let shape = AttnShape {
+            batch: b,
+            seq: t,
+            heads: self.heads,
+            width: d,
+        };
         for block in &self.blocks {
-            x = block.forward(x, b, t, self.heads, s, p);
+            x = block.forward(x, shape, s, p);
         }
         (layer_norm(x, &self.lnf_g, &self.lnf_b), b, t)
     }
@@ -449,7 +456,7 @@ impl<B: Backend> Gpt2<B> {
     }
 }
 
-impl<B: AutodiffBackend> Gpt2<B> {
+impl<B: TrainBackend> Gpt2<B> {
     /// Training loss through the fused head: the loss value, and the surrogate to call
     /// `backward` on (see `kernels::head_ce`).
     pub fn train_loss(
@@ -536,6 +543,7 @@ impl SplitMix {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::exec::optim::ParamGroup;
     use burn::backend::{Autodiff, Flex};
 
     pub type TB = Autodiff<Flex>;
@@ -619,6 +627,93 @@ pub(crate) mod tests {
                 (name, v.into_iter().map(f64::from).collect())
             })
             .collect()
+    }
+
+    /// The block stack as plain burn tensor ops (burn's own attention, LayerNorm and GELU as
+    /// formulas), with the plain head: what the fused path must reproduce.
+    fn plain_loss(m: &Gpt2<TB>, inputs: Tensor<TB, 2, Int>, targets: Tensor<TB, 2, Int>) -> Tensor<TB, 1> {
+        use burn::tensor::activation::gelu;
+        use burn::tensor::module::{attention, embedding};
+        use burn::tensor::ops::AttentionModuleOptions;
+        let ln = |x: Tensor<TB, 2>, g: &Param<Tensor<TB, 2>>, b: &Param<Tensor<TB, 2>>| {
+            let xc = x.clone() - x.mean_dim(1);
+            let var = xc.clone().powi_scalar(2).mean_dim(1);
+            xc.div(var.add_scalar(1e-5).sqrt()) * g.val() + b.val()
+        };
+        let [b, t] = inputs.dims();
+        let d = m.wte.val().dims()[1];
+        let (heads, hd) = (m.heads, d / m.heads);
+        let pos = m.wpe.val().narrow(0, 0, t).unsqueeze::<3>();
+        let mut x = (embedding(m.wte.val(), inputs) + pos).reshape([b * t, d]);
+        for blk in &m.blocks {
+            let qkv = ln(x.clone(), &blk.ln1_g, &blk.ln1_b).matmul(blk.qkv_w.val()) + blk.qkv_b.val();
+            let split = |i: usize| {
+                qkv.clone().narrow(1, i * d, d).reshape([b, t, heads, hd]).swap_dims(1, 2)
+            };
+            let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+            let y = attention(split(0), split(1), split(2), None, None, opts);
+            let y = y.swap_dims(1, 2).reshape([b * t, d]);
+            x = x + y.matmul(blk.out_w.val()) + blk.out_b.val();
+            let h = gelu(ln(x.clone(), &blk.ln2_g, &blk.ln2_b).matmul(blk.fc_w.val()) + blk.fc_b.val());
+            x = x + h.matmul(blk.proj_w.val()) + blk.proj_b.val();
+        }
+        let h = ln(x, &m.lnf_g, &m.lnf_b);
+        let logp = log_softmax(h.matmul(m.wte.val().transpose()), 1);
+        logp.gather(1, targets.reshape([b * t, 1])).mean().neg()
+    }
+
+    #[test]
+    fn one_training_step_through_the_kernels_matches_plain_tensor_ops() {
+        use crate::exec::kernels::head_ce::reference::rel_err;
+        use crate::exec::optim::Optimizer;
+        use crate::plan::spec::{AdamWSpec, OptimizerSpec};
+        let spec = ModelSpec { context: 24, ..tiny_spec(2) };
+        let m = Gpt2::<TB>::new(&spec, 2, 5, &Default::default());
+        let rows: Vec<Vec<i64>> = (0..3)
+            .map(|r| (0..24).map(|i| ((i * 11 + r * 7) % 64) as i64).collect())
+            .collect();
+        let next: Vec<Vec<i64>> = rows.iter().map(|r| r.iter().map(|t| (t * 3 + 1) % 64).collect()).collect();
+        let plain = plain_loss(&m, toks(&rows), toks(&next));
+        let plain_value = plain.clone().into_scalar() as f64;
+        let plain_grads = grads_by_name(&m, &plain.backward());
+        let fused = m.train_loss(toks(&rows), toks(&next), Precision::F32);
+        let value = fused.loss.into_scalar() as f64;
+        let raw = fused.surrogate.backward();
+        let grads = grads_by_name(&m, &raw);
+        assert!((value - plain_value).abs() < 1e-5 * plain_value, "{value} vs {plain_value}");
+        for ((name, g), (_, r)) in grads.iter().zip(&plain_grads) {
+            let e = rel_err(g, r);
+            assert!(e < 1e-4, "{name}: relative gradient error {e}");
+        }
+        // The fused AdamW step against the first AdamW step in float64 from the plain
+        // gradients: p (1 - lr wd) - lr g / (|g| + eps). A large eps keeps the update a smooth
+        // function of g, so gradients that agree to 1e-4 give updates that agree as well.
+        let (lr, wd, eps) = (1e-2, 0.1, 1e-3);
+        let adam = AdamWSpec { weight_decay: wd, eps, ..AdamWSpec::with_lr(lr) };
+        let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam));
+        let groups = m.param_groups();
+        let before: Vec<(Vec<f32>, bool)> = m
+            .named_params()
+            .iter()
+            .map(|(_, p)| {
+                let decays = matches!(groups[&p.id], ParamGroup::Embed | ParamGroup::Hidden);
+                (param_to_vec(p), decays)
+            })
+            .collect();
+        let gp = burn::optim::GradientsParams::from_grads(raw, &m);
+        let (stepped, _) = opt.step(m, gp, lr, &groups);
+        for (((name, p), (p0, decays)), (_, g)) in
+            stepped.named_params().iter().zip(&before).zip(&plain_grads)
+        {
+            let keep = if *decays { 1.0 - lr * wd } else { 1.0 };
+            let want: Vec<f64> = p0
+                .iter()
+                .zip(g)
+                .map(|(&p, &g)| p as f64 * keep - lr * g / (g.abs() + eps))
+                .collect();
+            let e = rel_err(&param_to_vec(p).iter().map(|&x| x as f64).collect::<Vec<_>>(), &want);
+            assert!(e < 1e-5, "{name}: relative error after the step {e}");
+        }
     }
 
     #[test]

@@ -21,11 +21,12 @@ use std::collections::{HashMap, HashSet};
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::exec::error::{ErrorKind, ExecError};
+use crate::exec::kernels::{AdamWStep, Kernels, TrainBackend, float, prim};
 use crate::plan::spec::{AdamWSpec, LrMultipliers, MuonSpec, OptimizerSpec};
 
 /// Which parameter group a tensor belongs to; decides weight decay, Muon vs AdamW, and the
@@ -231,13 +232,13 @@ struct ParamState<B: Backend> {
 }
 
 /// AdamW, or Muon on hidden matrices with AdamW on the rest. See the module doc.
-pub struct Optimizer<B: AutodiffBackend> {
+pub struct Optimizer<B: TrainBackend> {
     spec: OptimizerSpec,
     states: HashMap<ParamId, ParamState<B::InnerBackend>>,
     report_norm: bool,
 }
 
-impl<B: AutodiffBackend> Optimizer<B> {
+impl<B: TrainBackend> Optimizer<B> {
     pub fn new(spec: &OptimizerSpec) -> Self {
         Optimizer {
             spec: *spec,
@@ -489,12 +490,12 @@ impl Rates {
 }
 
 /// Sums squared gradients of the module's parameters (on the device).
-struct NormVisitor<'a, B: AutodiffBackend> {
+struct NormVisitor<'a, B: TrainBackend> {
     grads: &'a GradientsParams,
     sum: Option<Tensor<B::InnerBackend, 1>>,
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
+impl<B: TrainBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
             let s = g.square().sum();
@@ -507,7 +508,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
 }
 
 /// Applies one update to every parameter that has a gradient.
-struct UpdateMapper<'a, B: AutodiffBackend> {
+struct UpdateMapper<'a, B: TrainBackend> {
     spec: OptimizerSpec,
     rates: Rates,
     states: &'a mut HashMap<ParamId, ParamState<B::InnerBackend>>,
@@ -517,7 +518,7 @@ struct UpdateMapper<'a, B: AutodiffBackend> {
     groups: &'a HashMap<ParamId, ParamGroup>,
 }
 
-impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
+impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
         let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
@@ -588,7 +589,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
 }
 
 /// Decoupled-decay AdamW on a flattened parameter; bias correction uses the per-parameter step.
-fn adamw_update<B: Backend>(
+/// One fused pass per parameter ([`Kernels::adamw`]).
+fn adamw_update<B: Kernels>(
     a: &AdamWSpec,
     lr: f64,
     decay: bool,
@@ -605,29 +607,23 @@ fn adamw_update<B: Backend>(
         }) => (step + 1, m, v),
         _ => (1, g.zeros_like(), g.zeros_like()),
     };
-    let m = m.mul_scalar(a.beta1) + g.clone().mul_scalar(1.0 - a.beta1);
-    let v = v.mul_scalar(a.beta2) + g.square().mul_scalar(1.0 - a.beta2);
-    let bc1 = 1.0 - a.beta1.powf(step as f64);
-    let bc2 = 1.0 - a.beta2.powf(step as f64);
-    // PyTorch's form: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps).
-    let denom = v
-        .clone()
-        .sqrt()
-        .mul_scalar(1.0 / bc2.sqrt())
-        .add_scalar(a.eps);
-    let upd = m.clone().div(denom).mul_scalar(lr / bc1);
-    let p = if decay && a.weight_decay != 0.0 {
-        p.mul_scalar(1.0 - lr * a.weight_decay)
-    } else {
-        p
+    let h = AdamWStep {
+        lr,
+        beta1: a.beta1,
+        beta2: a.beta2,
+        eps: a.eps,
+        decay: if decay { lr * a.weight_decay } else { 0.0 },
+        bc1: 1.0 - a.beta1.powf(step as f64),
+        bc2: 1.0 - a.beta2.powf(step as f64),
     };
+    let (p, m, v) = B::adamw(prim(p), prim(g), prim(m), prim(v), h);
     (
-        p - upd,
+        float(p),
         ParamState {
             step,
             shape: Vec::new(),
-            m,
-            v: Some(v),
+            m: float(m),
+            v: Some(float(v)),
         },
     )
 }

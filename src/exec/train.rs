@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -37,6 +37,7 @@ use super::data::{Batch, BatchCursor, Corpus, load_corpus, validation_batches, w
 use super::device::{BackendTask, DeviceChoice, dispatch};
 use super::error::{ErrorKind, ExecError};
 use super::grow::grow;
+use super::kernels::TrainBackend;
 use super::metrics::{MetricRow, MetricsWriter, SegmentTiming, Summary, read_metrics};
 use super::model::Gpt2;
 use super::optim::Optimizer;
@@ -187,7 +188,7 @@ fn batch_tensors<B: Backend>(
 }
 
 /// Mean loss over the fixed validation batches, without autodiff.
-fn evaluate<B: AutodiffBackend>(
+fn evaluate<B: TrainBackend>(
     model: &Gpt2<B>,
     val: &[Batch],
     device: &B::Device,
@@ -218,7 +219,7 @@ struct Job<'a> {
 }
 
 /// Everything the loop mutates.
-struct State<B: AutodiffBackend> {
+struct State<B: TrainBackend> {
     model: Gpt2<B>,
     opt: Optimizer<B>,
     cursor: BatchCursor,
@@ -228,7 +229,7 @@ struct State<B: AutodiffBackend> {
 impl BackendTask for Job<'_> {
     type Output = Summary;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
+    fn run<B: TrainBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
         let started = Instant::now();
         let spec = &self.plan.spec;
         let corpus = load_corpus(&spec.data)?;
@@ -475,7 +476,7 @@ impl BackendTask for Job<'_> {
 /// Grows `model` by `g` and applies `g`'s optimizer-state policy: `Keep` keeps the moments of
 /// surviving parameters, `Reset` clears all, `Copy` gives every extra copy its source's moments
 /// (for non-copy inits `Copy` acts as `Keep`). State of ids no longer in the model is dropped.
-pub fn grow_with_policy<B: AutodiffBackend>(
+pub fn grow_with_policy<B: TrainBackend>(
     model: Gpt2<B>,
     opt: &mut Optimizer<B>,
     g: &GrowthSpec,

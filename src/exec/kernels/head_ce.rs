@@ -18,6 +18,7 @@
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
+use super::{Kernels, TrainBackend, float, prim};
 use crate::exec::precision::Precision;
 
 /// Upper bound on the logits elements alive at once (2^26 f32 = 268 MB).
@@ -63,9 +64,29 @@ fn chunk<B: Backend>(
     (loss_sum, grads)
 }
 
-/// The whole pass over `h [n, d]` a chunk at a time: the mean loss, and with `grads` the
-/// gradients `(dh [n, d], dW [V, d])` of that mean.
-fn pass<B: Backend>(
+/// The whole pass: through the backend's own kernel in f32 ([`Kernels::head_ce_pass`]), as
+/// tensor ops with bf16 matmuls.
+fn pass<B: Kernels>(
+    h: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+    chunk_rows: usize,
+    grads: bool,
+    precision: Precision,
+) -> (Tensor<B, 1>, Option<(Tensor<B, 2>, Tensor<B, 2>)>) {
+    match precision {
+        Precision::F32 => {
+            let (loss, g) =
+                B::head_ce_pass(prim(h), prim(w), targets.into_primitive(), chunk_rows, grads);
+            (float(loss), g.map(|(dh, dw)| (float(dh), float(dw))))
+        }
+        Precision::Bf16 => pass_tensors(h, w, targets, chunk_rows, grads, precision),
+    }
+}
+
+/// The whole pass over `h [n, d]` a chunk at a time, as tensor ops: the mean loss, and with
+/// `grads` the gradients `(dh [n, d], dW [V, d])` of that mean.
+pub fn pass_tensors<B: Backend>(
     h: Tensor<B, 2>,
     w: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
@@ -105,7 +126,7 @@ fn pass<B: Backend>(
 }
 
 /// Mean cross-entropy of `targets [n]` under logits `h W^T`, a chunk at a time (no gradients).
-pub fn head_ce_loss<B: Backend>(
+pub fn head_ce_loss<B: Kernels>(
     h: Tensor<B, 2>,
     w: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
@@ -117,7 +138,7 @@ pub fn head_ce_loss<B: Backend>(
 
 /// Training form: the mean loss and a surrogate whose gradient is the loss's (see the module
 /// invariants). `h` and `w` are tracked tensors of the model; `targets [n]`.
-pub fn head_ce_train<B: AutodiffBackend>(
+pub fn head_ce_train<B: TrainBackend>(
     h: Tensor<B, 2>,
     w: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
