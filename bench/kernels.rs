@@ -11,7 +11,8 @@
 
 use std::time::Instant;
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
+use progc::exec::kernels::TrainBackend;
 use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
 
 use progc::exec::ExecError;
@@ -42,7 +43,7 @@ fn to_f64<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
 }
 
 /// Relative errors of (loss, eval loss, dh, dW) for one shape and chunking.
-fn check_head<B: AutodiffBackend>(dev: &B::Device, p: Precision) -> [f64; 4] {
+fn check_head<B: TrainBackend>(dev: &B::Device, p: Precision) -> [f64; 4] {
     let (n, d, v, chunk) = (300, 64, 1000, 128);
     let (h, w) = (uniform(n * d, 3), uniform(v * d, 4));
     let t: Vec<usize> = (0..n).map(|i| (i * 7919 + 11) % v).collect();
@@ -128,7 +129,7 @@ struct Bench {
 impl BackendTask for Bench {
     type Output = bool;
 
-    fn run<B: AutodiffBackend>(self, dev: B::Device, _name: &str) -> Result<bool, ExecError> {
+    fn run<B: TrainBackend>(self, dev: B::Device, _name: &str) -> Result<bool, ExecError> {
         println!(
             "fused head cross-entropy vs float64 reference (300 rows, d 64, V 1000, chunks of 128)"
         );

@@ -40,7 +40,8 @@ fn scores<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, s: AttnShape) -> Tenso
         .clone()
         .matmul(k.clone().swap_dims(2, 3))
         .mul_scalar(s.scale());
-    let future = Tensor::<B, 2, Bool>::triu_mask([s.seq, s.seq], 1, &sc.device());
+    // burn's `tril_mask` is true above the diagonal: the future, which is masked.
+    let future = Tensor::<B, 2, Bool>::tril_mask([s.seq, s.seq], 0, &sc.device());
     sc.mask_fill(future.unsqueeze::<4>(), f32::NEG_INFINITY)
 }
 
@@ -226,4 +227,78 @@ pub fn adamw<B: Backend>(
         p
     };
     (prim(p - upd), prim(m), prim(v))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The composition is what CUDA runs: check it against the CPU kernels (themselves
+    //! checked against float64) on the same inputs.
+    use super::*;
+    use crate::exec::kernels::Kernels;
+    use crate::exec::kernels::attention::tests::values;
+    use burn::backend::Flex;
+    use burn::tensor::TensorData;
+
+    fn t(shape: [usize; 2], seed: u64) -> FloatTensor<Flex> {
+        let v: Vec<f32> = values(shape[0] * shape[1], seed, 1.0).iter().map(|&x| x as f32).collect();
+        prim(Tensor::<Flex, 2>::from_data(TensorData::new(v, shape), &Default::default()))
+    }
+
+    fn close(a: FloatTensor<Flex>, b: FloatTensor<Flex>, what: &str) {
+        let a = float::<Flex, 2>(a).into_data().to_vec::<f32>().unwrap();
+        let b = float::<Flex, 2>(b).into_data().to_vec::<f32>().unwrap();
+        let num: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+        let den: f32 = b.iter().map(|y| y * y).sum();
+        assert!(a.len() == b.len() && (num / den.max(1e-30)).sqrt() < 1e-5, "{what}");
+    }
+
+    #[test]
+    fn the_composition_computes_what_the_cpu_kernels_compute() {
+        let s = AttnShape { batch: 2, seq: 9, heads: 2, width: 8 };
+        let (qkv, dout) = (t([18, 24], 1), t([18, 8], 2));
+        let (o1, l1) = attention_forward::<Flex>(qkv.clone(), s);
+        let (o2, l2) = Flex::attention_forward(qkv.clone(), s);
+        close(o1.clone(), o2, "attention out");
+        close(l1.clone(), l2, "attention lse");
+        let d1 = attention_backward::<Flex>(qkv.clone(), o1.clone(), l1.clone(), dout.clone(), s);
+        close(d1, Flex::attention_backward(qkv, o1, l1, dout, s), "attention dqkv");
+
+        let (x, g, b, dy) = (t([5, 8], 3), t([1, 8], 4), t([1, 8], 5), t([5, 8], 6));
+        let (y1, st1) = layer_norm_forward::<Flex>(x.clone(), g.clone(), b.clone());
+        let (y2, st2) = Flex::layer_norm_forward(x.clone(), g.clone(), b);
+        close(y1, y2, "layer norm y");
+        close(st1.clone(), st2, "layer norm stats");
+        let a = layer_norm_backward::<Flex>(x.clone(), g.clone(), st1.clone(), dy.clone());
+        let k = Flex::layer_norm_backward(x.clone(), g, st1, dy.clone());
+        close(a.0, k.0, "layer norm dx");
+        close(a.1, k.1, "layer norm dg");
+        close(a.2, k.2, "layer norm db");
+
+        close(gelu_erf::<Flex>(x.clone()), Flex::gelu_erf(x.clone()), "gelu");
+        let (w, bias, r) = (t([8, 6], 7), t([1, 6], 8), t([5, 6], 9));
+        close(linear::<Flex>(x.clone(), w.clone(), bias.clone(), None), Flex::linear(x.clone(), w.clone(), bias.clone()), "linear");
+        close(
+            linear::<Flex>(x.clone(), w.clone(), bias.clone(), Some((r.clone(), 0.5))),
+            Flex::linear_residual(r, x.clone(), w.clone(), bias, 0.5),
+            "linear with residual",
+        );
+        let dy6 = t([5, 6], 10);
+        let a = linear_backward::<Flex>(x.clone(), w.clone(), dy6.clone(), 0.5);
+        let k = Flex::linear_backward(x, w, dy6, 0.5);
+        close(a.0, k.0, "linear dx");
+        close(a.1, k.1, "linear dw");
+        close(a.2, k.2, "linear db");
+
+        let tokens = || {
+            let ids: Vec<i64> = (0..6).map(|i| (i * 5 + 1) % 7).collect();
+            Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids, [2, 3]), &Default::default())
+                .into_primitive()
+        };
+        let (wte, wpe, dx) = (t([7, 4], 11), t([5, 4], 12), t([6, 4], 13));
+        close(embed::<Flex>(wte.clone(), wpe.clone(), tokens()), Flex::embed(wte, wpe, tokens()), "embed");
+        let a = embed_backward::<Flex>(tokens(), dx.clone(), 7, 5);
+        let k = Flex::embed_backward(tokens(), dx, 7, 5);
+        close(a.0, k.0, "embed dwte");
+        close(a.1, k.1, "embed dwpe");
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - the activation is the exact `x Phi(x)` (burn's `gelu`), not the tanh approximation; the
-//!   CDF comes from [`simd::phi_cdf`](super::simd::phi_cdf), within 1e-6 relative;
+//!   CDF comes from [`simd::phi_cdf`](super::simd::phi_cdf), within 2e-6 relative for `x >= -4`;
 //! - elements are independent: results do not depend on chunking or thread count.
 
 use rayon::prelude::*;
