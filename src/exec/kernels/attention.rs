@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use super::AttnShape;
+use super::product::{Threads, product};
 use super::layer_norm::sum;
 use super::simd::{exp, simd_fn};
 
@@ -28,44 +29,21 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
-/// `dst = beta * lhs @ rhs` (or `dst += ...` when `acc`), row-major strides given as
-/// `(row stride, column stride)` of each operand; single-threaded.
+/// One task's product, on its own thread.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
-    [m, n, k]: [usize; 3],
+    mnk: [usize; 3],
     dst: *mut f32,
     dst_rs: usize,
     acc: bool,
     lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
     beta: f32,
 ) {
-    // SAFETY: the caller guarantees the strided extents are inside live buffers.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            acc,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
+    // SAFETY: the caller's promise, passed on.
+    unsafe { product(mnk, dst, dst_rs, acc, lhs, lhs_strides, rhs, rhs_strides, beta, Threads::One) }
 }
 
 /// Forward: `out [n, d]` and `lse [batch * heads, seq]` from `qkv [n, 3d]`.

@@ -12,30 +12,22 @@
 use rayon::prelude::*;
 
 use super::attention::max;
+use super::product::{Threads, product};
 use super::layer_norm::sum;
 use super::simd::{exp, simd_fn};
 
-unsafe fn product(
+/// `dst [m, n] (=|+=) lhs [m, k] @ rhs [k, n]` on all cores; `dst` is `[m, n]`.
+unsafe fn gemm(
     [m, n, k]: [usize; 3],
     dst: *mut f32,
     acc: bool,
     lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
 ) {
-    let par = if m * n * k >= 192 * 192 * 192 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the caller guarantees the extents lie inside live buffers; dst is [m, n].
-    unsafe {
-        gemm::gemm(
-            m, n, k, dst, 1, n as isize, acc, lhs, lhs_cs as isize, lhs_rs as isize, rhs,
-            rhs_cs as isize, rhs_rs as isize, 1.0, 1.0, false, false, false, par,
-        )
-    }
+    // SAFETY: the caller's promise, passed on.
+    unsafe { product([m, n, k], dst, n, acc, lhs, lhs_strides, rhs, rhs_strides, 1.0, Threads::Auto) }
 }
 
 /// Mean loss of `targets` under logits `h [n, d] W^T` (`W [V, d]`), and with `grads` the
@@ -65,7 +57,7 @@ pub fn pass(
         let z = &mut logits[..len * v];
         let hc = &h[r0 * d..(r0 + len) * d];
         // SAFETY: hc is [len, d]; W read as W^T [d, V]; z is [len, V].
-        unsafe { product([len, v, d], z.as_mut_ptr(), false, hc.as_ptr(), (d, 1), w.as_ptr(), (1, d)) };
+        unsafe { gemm([len, v, d], z.as_mut_ptr(), false, hc.as_ptr(), (d, 1), w.as_ptr(), (1, d)) };
         z.par_chunks_mut(v)
             .zip(row_loss[r0..r0 + len].par_iter_mut())
             .zip(targets[r0..r0 + len].par_iter())
@@ -73,8 +65,8 @@ pub fn pass(
         if grads {
             // SAFETY: z is [len, V] (now d loss / d logits); dh rows r0.. are [len, d].
             unsafe {
-                product([len, d, v], dh[r0 * d..].as_mut_ptr(), false, z.as_ptr(), (v, 1), w.as_ptr(), (d, 1));
-                product([v, d, len], dw.as_mut_ptr(), r0 > 0, z.as_ptr(), (1, v), hc.as_ptr(), (d, 1));
+                gemm([len, d, v], dh[r0 * d..].as_mut_ptr(), false, z.as_ptr(), (v, 1), w.as_ptr(), (d, 1));
+                gemm([v, d, len], dw.as_mut_ptr(), r0 > 0, z.as_ptr(), (1, v), hc.as_ptr(), (d, 1));
             }
         }
     }

@@ -15,54 +15,22 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-/// Below this many multiply-adds a product runs on one thread (flex's own threshold).
-const PARALLEL_MACS: usize = 192 * 192 * 192;
+use super::product::{Threads, product};
 
-fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
-    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    }
-}
-
-/// `dst [m, n] (=|+=) beta * lhs [m, k] @ rhs [k, n]`; strides as `(row, column)`.
+/// `dst [m, n] (=|+=) beta * lhs [m, k] @ rhs [k, n]` on all cores; `dst` is `[m, n]`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn product(
+unsafe fn gemm(
     [m, n, k]: [usize; 3],
     dst: *mut f32,
     acc: bool,
     lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
     beta: f32,
 ) {
-    // SAFETY: the caller guarantees the extents lie inside live buffers and `dst` is `[m, n]`
-    // row-major (initialized when `acc`).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            n as isize,
-            acc,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            parallelism(m, n, k),
-        )
-    }
+    // SAFETY: the caller's promise, passed on.
+    unsafe { product([m, n, k], dst, n, acc, lhs, lhs_strides, rhs, rhs_strides, beta, Threads::Auto) }
 }
 
 /// A vector of `len` f32, every element written by `fill` (through the pointer) before use.
@@ -106,7 +74,7 @@ pub fn forward(x: &[f32], w: &[f32], b: &[f32], residual: Option<(&[f32], f32)>)
     let mut y = unsafe { written(n * m, init) };
     // SAFETY: x is [n, k], w is [k, m], y is [n, m] and initialized.
     unsafe {
-        product([n, m, k], y.as_mut_ptr(), true, x.as_ptr(), (k, 1), w.as_ptr(), (m, 1), s);
+        gemm([n, m, k], y.as_mut_ptr(), true, x.as_ptr(), (k, 1), w.as_ptr(), (m, 1), s);
     }
     y
 }
@@ -120,12 +88,12 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: f32, m: usize) -> (Vec<f32>
     // are x [n, k], W [k, m] read as W^T [m, k], dy [n, m], x read as x^T [k, n].
     let dx = unsafe {
         written(n * k, |dx| {
-            product([n, k, m], dx.as_mut_ptr().cast(), false, dy.as_ptr(), (m, 1), w.as_ptr(), (1, m), s)
+            gemm([n, k, m], dx.as_mut_ptr().cast(), false, dy.as_ptr(), (m, 1), w.as_ptr(), (1, m), s)
         })
     };
     let dw = unsafe {
         written(k * m, |dw| {
-            product([k, m, n], dw.as_mut_ptr().cast(), false, x.as_ptr(), (1, k), dy.as_ptr(), (m, 1), s)
+            gemm([k, m, n], dw.as_mut_ptr().cast(), false, x.as_ptr(), (1, k), dy.as_ptr(), (m, 1), s)
         })
     };
     (dx, dw, column_sums(dy, m, s))

@@ -35,6 +35,7 @@ pub mod head;
 pub mod head_ce;
 pub mod layer_norm;
 pub mod linear;
+mod product;
 mod simd;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
