@@ -12,8 +12,8 @@
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use progc::exec::kernels::TrainBackend;
 use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
+use progc::exec::kernels::TrainBackend;
 
 use progc::exec::ExecError;
 use progc::exec::device::{BackendTask, DeviceChoice, dispatch};

@@ -60,11 +60,8 @@ impl fmt::Display for DeviceChoice {
 pub trait BackendTask {
     type Output;
     /// `name` describes the device for logs and summaries (`cpu`, `cuda:0`).
-    fn run<B: TrainBackend>(
-        self,
-        device: B::Device,
-        name: &str,
-    ) -> Result<Self::Output, ExecError>;
+    fn run<B: TrainBackend>(self, device: B::Device, name: &str)
+    -> Result<Self::Output, ExecError>;
 }
 
 /// Resolves `choice` to a backend and runs `task` on it. Prints the choice to stderr when

@@ -387,7 +387,6 @@ impl<B: Backend> Gpt2<B> {
             ResidualScaling::InvDepth => 1.0 / l,
         }
     }
-
 }
 
 impl<B: Kernels> Gpt2<B> {
@@ -631,7 +630,11 @@ pub(crate) mod tests {
 
     /// The block stack as plain burn tensor ops (burn's own attention, LayerNorm and GELU as
     /// formulas), with the plain head: what the fused path must reproduce.
-    fn plain_loss(m: &Gpt2<TB>, inputs: Tensor<TB, 2, Int>, targets: Tensor<TB, 2, Int>) -> Tensor<TB, 1> {
+    fn plain_loss(
+        m: &Gpt2<TB>,
+        inputs: Tensor<TB, 2, Int>,
+        targets: Tensor<TB, 2, Int>,
+    ) -> Tensor<TB, 1> {
         use burn::tensor::activation::gelu;
         use burn::tensor::module::{attention, embedding};
         use burn::tensor::ops::AttentionModuleOptions;
@@ -646,15 +649,24 @@ pub(crate) mod tests {
         let pos = m.wpe.val().narrow(0, 0, t).unsqueeze::<3>();
         let mut x = (embedding(m.wte.val(), inputs) + pos).reshape([b * t, d]);
         for blk in &m.blocks {
-            let qkv = ln(x.clone(), &blk.ln1_g, &blk.ln1_b).matmul(blk.qkv_w.val()) + blk.qkv_b.val();
+            let qkv =
+                ln(x.clone(), &blk.ln1_g, &blk.ln1_b).matmul(blk.qkv_w.val()) + blk.qkv_b.val();
             let split = |i: usize| {
-                qkv.clone().narrow(1, i * d, d).reshape([b, t, heads, hd]).swap_dims(1, 2)
+                qkv.clone()
+                    .narrow(1, i * d, d)
+                    .reshape([b, t, heads, hd])
+                    .swap_dims(1, 2)
             };
-            let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+            let opts = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: true,
+            };
             let y = attention(split(0), split(1), split(2), None, None, opts);
             let y = y.swap_dims(1, 2).reshape([b * t, d]);
             x = x + y.matmul(blk.out_w.val()) + blk.out_b.val();
-            let h = gelu(ln(x.clone(), &blk.ln2_g, &blk.ln2_b).matmul(blk.fc_w.val()) + blk.fc_b.val());
+            let h =
+                gelu(ln(x.clone(), &blk.ln2_g, &blk.ln2_b).matmul(blk.fc_w.val()) + blk.fc_b.val());
             x = x + h.matmul(blk.proj_w.val()) + blk.proj_b.val();
         }
         let h = ln(x, &m.lnf_g, &m.lnf_b);
@@ -667,12 +679,18 @@ pub(crate) mod tests {
         use crate::exec::kernels::head_ce::reference::rel_err;
         use crate::exec::optim::Optimizer;
         use crate::plan::spec::{AdamWSpec, OptimizerSpec};
-        let spec = ModelSpec { context: 24, ..tiny_spec(2) };
+        let spec = ModelSpec {
+            context: 24,
+            ..tiny_spec(2)
+        };
         let m = Gpt2::<TB>::new(&spec, 2, 5, &Default::default());
         let rows: Vec<Vec<i64>> = (0..3)
             .map(|r| (0..24).map(|i| ((i * 11 + r * 7) % 64) as i64).collect())
             .collect();
-        let next: Vec<Vec<i64>> = rows.iter().map(|r| r.iter().map(|t| (t * 3 + 1) % 64).collect()).collect();
+        let next: Vec<Vec<i64>> = rows
+            .iter()
+            .map(|r| r.iter().map(|t| (t * 3 + 1) % 64).collect())
+            .collect();
         let plain = plain_loss(&m, toks(&rows), toks(&next));
         let plain_value = plain.clone().into_scalar() as f64;
         let plain_grads = grads_by_name(&m, &plain.backward());
@@ -680,7 +698,10 @@ pub(crate) mod tests {
         let value = fused.loss.into_scalar() as f64;
         let raw = fused.surrogate.backward();
         let grads = grads_by_name(&m, &raw);
-        assert!((value - plain_value).abs() < 1e-5 * plain_value, "{value} vs {plain_value}");
+        assert!(
+            (value - plain_value).abs() < 1e-5 * plain_value,
+            "{value} vs {plain_value}"
+        );
         for ((name, g), (_, r)) in grads.iter().zip(&plain_grads) {
             let e = rel_err(g, r);
             assert!(e < 1e-4, "{name}: relative gradient error {e}");
@@ -689,7 +710,11 @@ pub(crate) mod tests {
         // gradients: p (1 - lr wd) - lr g / (|g| + eps). A large eps keeps the update a smooth
         // function of g, so gradients that agree to 1e-4 give updates that agree as well.
         let (lr, wd, eps) = (1e-2, 0.1, 1e-3);
-        let adam = AdamWSpec { weight_decay: wd, eps, ..AdamWSpec::with_lr(lr) };
+        let adam = AdamWSpec {
+            weight_decay: wd,
+            eps,
+            ..AdamWSpec::with_lr(lr)
+        };
         let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam));
         let groups = m.param_groups();
         let before: Vec<(Vec<f32>, bool)> = m
@@ -711,7 +736,13 @@ pub(crate) mod tests {
                 .zip(g)
                 .map(|(&p, &g)| p as f64 * keep - lr * g / (g.abs() + eps))
                 .collect();
-            let e = rel_err(&param_to_vec(p).iter().map(|&x| x as f64).collect::<Vec<_>>(), &want);
+            let e = rel_err(
+                &param_to_vec(p)
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect::<Vec<_>>(),
+                &want,
+            );
             assert!(e < 1e-5, "{name}: relative error after the step {e}");
         }
     }

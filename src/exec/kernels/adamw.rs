@@ -97,7 +97,10 @@ mod tests {
                 rv.push(vi);
             }
             let e = [rel(&p, &rp), rel(&m, &rm), rel(&v, &rv)];
-            assert!(e.iter().all(|&e| e < 1e-6), "decay {decay}: p, m, v errors {e:?}");
+            assert!(
+                e.iter().all(|&e| e < 1e-6),
+                "decay {decay}: p, m, v errors {e:?}"
+            );
         }
     }
 }

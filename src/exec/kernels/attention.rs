@@ -15,8 +15,8 @@
 use rayon::prelude::*;
 
 use super::AttnShape;
-use super::product::{Threads, product};
 use super::layer_norm::sum;
+use super::product::{Threads, product};
 use super::simd::{exp, simd_fn};
 
 /// Query rows per block: the scratch is `ROWS x seq` scores (256 KB at context 1024).
@@ -43,7 +43,20 @@ unsafe fn gemm(
     beta: f32,
 ) {
     // SAFETY: the caller's promise, passed on.
-    unsafe { product(mnk, dst, dst_rs, acc, lhs, lhs_strides, rhs, rhs_strides, beta, Threads::One) }
+    unsafe {
+        product(
+            mnk,
+            dst,
+            dst_rs,
+            acc,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            beta,
+            Threads::One,
+        )
+    }
 }
 
 /// Forward: `out [n, d]` and `lse [batch * heads, seq]` from `qkv [n, 3d]`.
@@ -133,7 +146,13 @@ pub fn backward(
             let r1 = (r0 + ROWS).min(t);
             let br = r1 - r0;
             let (p, ds) = (&mut p[..br * r1], &mut ds[..br * r1]);
-            deltas(&dout[obase + r0 * d..], &out[obase + r0 * d..], d, hd, &mut delta[..br]);
+            deltas(
+                &dout[obase + r0 * d..],
+                &out[obase + r0 * d..],
+                d,
+                hd,
+                &mut delta[..br],
+            );
             // SAFETY (all gemm calls below): every strided extent lies inside qkv, dout or
             // this task's scratch, and the dqkv columns written belong to this (batch, head).
             unsafe {
@@ -253,7 +272,10 @@ simd_fn! {
 pub fn max(a: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let c = a.chunks_exact(8);
-    let tail = c.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let tail = c
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     for x in c {
         for l in 0..8 {
             acc[l] = if x[l] > acc[l] { x[l] } else { acc[l] };
@@ -284,11 +306,7 @@ pub(crate) mod tests {
 
     /// Float64 reference: output, log-sum-exp and dqkv, by the textbook formulas (the backward
     /// through `sum_j P dP`, not the kernel's `dO . O`).
-    pub fn reference(
-        qkv: &[f64],
-        dout: &[f64],
-        s: AttnShape,
-    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    pub fn reference(qkv: &[f64], dout: &[f64], s: AttnShape) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let (t, d, hd) = (s.seq, s.width, s.head_dim());
         let scale = 1.0 / (hd as f64).sqrt();
         let mut out = vec![0.0; s.batch * t * d];
@@ -296,7 +314,9 @@ pub(crate) mod tests {
         let mut dqkv = vec![0.0; qkv.len()];
         for b in 0..s.batch {
             for h in 0..s.heads {
-                let at = |i: usize, part: usize, c: usize| qkv[(b * t + i) * 3 * d + part * d + h * hd + c];
+                let at = |i: usize, part: usize, c: usize| {
+                    qkv[(b * t + i) * 3 * d + part * d + h * hd + c]
+                };
                 let mut p = vec![vec![0.0; t]; t];
                 for i in 0..t {
                     let sc: Vec<f64> = (0..=i)
@@ -309,12 +329,15 @@ pub(crate) mod tests {
                         p[i][j] = (sc[j] - m).exp() / l;
                     }
                     for c in 0..hd {
-                        out[(b * t + i) * d + h * hd + c] = (0..=i).map(|j| p[i][j] * at(j, 2, c)).sum();
+                        out[(b * t + i) * d + h * hd + c] =
+                            (0..=i).map(|j| p[i][j] * at(j, 2, c)).sum();
                     }
                 }
                 let g = |i: usize, c: usize| dout[(b * t + i) * d + h * hd + c];
                 for i in 0..t {
-                    let dp: Vec<f64> = (0..t).map(|j| (0..hd).map(|c| g(i, c) * at(j, 2, c)).sum()).collect();
+                    let dp: Vec<f64> = (0..t)
+                        .map(|j| (0..hd).map(|c| g(i, c) * at(j, 2, c)).sum())
+                        .collect();
                     let pdp: f64 = (0..t).map(|j| p[i][j] * dp[j]).sum();
                     for j in 0..=i {
                         let dsij = p[i][j] * (dp[j] - pdp) * scale;
@@ -363,20 +386,43 @@ pub(crate) mod tests {
         let mut dqkv = vec![1.0; q32.len()]; // garbage: the kernel must overwrite it
         backward(&q32, &out, &lse, &d32, s, &mut dqkv);
         let (eo, el, ed) = (rel(&out, &ro), rel(&lse, &rl), rel(&dqkv, &rd));
-        assert!(eo < 1e-5 && el < 1e-6 && ed < 1e-5, "{s:?}: out {eo:e} lse {el:e} dqkv {ed:e}");
+        assert!(
+            eo < 1e-5 && el < 1e-6 && ed < 1e-5,
+            "{s:?}: out {eo:e} lse {el:e} dqkv {ed:e}"
+        );
     }
 
     #[test]
     fn matches_the_float64_reference() {
         // One block, several blocks with a ragged last one, one head, odd head sizes.
-        check(AttnShape { batch: 2, seq: 16, heads: 2, width: 16 });
-        check(AttnShape { batch: 1, seq: 150, heads: 3, width: 24 });
-        check(AttnShape { batch: 3, seq: 7, heads: 1, width: 5 });
+        check(AttnShape {
+            batch: 2,
+            seq: 16,
+            heads: 2,
+            width: 16,
+        });
+        check(AttnShape {
+            batch: 1,
+            seq: 150,
+            heads: 3,
+            width: 24,
+        });
+        check(AttnShape {
+            batch: 3,
+            seq: 7,
+            heads: 1,
+            width: 5,
+        });
     }
 
     #[test]
     fn the_reference_backward_is_the_derivative_of_its_forward() {
-        let s = AttnShape { batch: 1, seq: 5, heads: 2, width: 4 };
+        let s = AttnShape {
+            batch: 1,
+            seq: 5,
+            heads: 2,
+            width: 4,
+        };
         let qkv = values(5 * 12, 3, 1.5);
         let dout = values(5 * 4, 4, 1.0);
         let (_, _, grad) = reference(&qkv, &dout, s);
@@ -389,7 +435,11 @@ pub(crate) mod tests {
             a[i] += 1e-6;
             b[i] -= 1e-6;
             let fd = (f(&a) - f(&b)) / 2e-6;
-            assert!((fd - grad[i]).abs() < 1e-6, "element {i}: {fd} vs {}", grad[i]);
+            assert!(
+                (fd - grad[i]).abs() < 1e-6,
+                "element {i}: {fd} vs {}",
+                grad[i]
+            );
         }
     }
 }

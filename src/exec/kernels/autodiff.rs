@@ -9,9 +9,9 @@
 //!   default composition is left in place for completeness.
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::ops::{FloatTensor, IntTensor};
@@ -54,7 +54,9 @@ impl<B: Kernels> Backward<B, 1> for GeluBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let x = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |dy| B::gelu_erf_backward(x, dy));
+        unary::<B, _>(ops.parents, ops.node, grads, |dy| {
+            B::gelu_erf_backward(x, dy)
+        });
     }
 }
 
@@ -96,7 +98,11 @@ impl<B: Kernels> Backward<B, 4> for LinearResidualBackward {
         let (x, w, s) = ops.state;
         let dy = grads.consume::<B>(&ops.node);
         let (dx, dw, db) = B::linear_backward(x, w, dy.clone(), s);
-        register::<B, 4>(grads, ops.parents.map(|p| p.map(|n| n.id)), [dy, dx, dw, db]);
+        register::<B, 4>(
+            grads,
+            ops.parents.map(|p| p.map(|n| n.id)),
+            [dy, dx, dw, db],
+        );
     }
 }
 
@@ -114,10 +120,18 @@ fn register<B: Kernels, const N: usize>(
 }
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
-    fn embed(wte: FloatTensor<Self>, wpe: FloatTensor<Self>, tokens: IntTensor<Self>) -> FloatTensor<Self> {
+    fn embed(
+        wte: FloatTensor<Self>,
+        wpe: FloatTensor<Self>,
+        tokens: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
         use burn::tensor::TensorMetadata;
         let (vocab, context) = (wte.shape()[0], wpe.shape()[0]);
-        match EmbedBackward.prepare::<C>([wte.node.clone(), wpe.node.clone()]).compute_bound().stateful() {
+        match EmbedBackward
+            .prepare::<C>([wte.node.clone(), wpe.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let x = B::embed(wte.primitive, wpe.primitive, tokens.clone());
                 prep.finish((tokens, vocab, context), x)
@@ -126,14 +140,27 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         }
     }
 
-    fn linear(x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
         let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
-        match LinearBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        match LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
-                let y = <B as Kernels>::linear(x.primitive.clone(), w.primitive.clone(), b.primitive);
+                let y =
+                    <B as Kernels>::linear(x.primitive.clone(), w.primitive.clone(), b.primitive);
                 prep.finish((x.primitive, w.primitive), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(<B as Kernels>::linear(x.primitive, w.primitive, b.primitive)),
+            OpsKind::UnTracked(prep) => prep.finish(<B as Kernels>::linear(
+                x.primitive,
+                w.primitive,
+                b.primitive,
+            )),
         }
     }
 
@@ -144,8 +171,17 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         b: FloatTensor<Self>,
         s: f64,
     ) -> FloatTensor<Self> {
-        let nodes = [r.node.clone(), x.node.clone(), w.node.clone(), b.node.clone()];
-        match LinearResidualBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        let nodes = [
+            r.node.clone(),
+            x.node.clone(),
+            w.node.clone(),
+            b.node.clone(),
+        ];
+        match LinearResidualBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let y = B::linear_residual(
                     r.primitive,
@@ -203,7 +239,11 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     }
 
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match GeluBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+        match GeluBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let y = B::gelu_erf(x.primitive.clone());
                 prep.finish(x.primitive, y)

@@ -151,7 +151,11 @@ pub fn linear_backward<B: Backend>(
     (prim(dx), prim(dw), prim(dy.sum_dim(0)))
 }
 
-pub fn embed<B: Backend>(wte: FloatTensor<B>, wpe: FloatTensor<B>, tokens: IntTensor<B>) -> FloatTensor<B> {
+pub fn embed<B: Backend>(
+    wte: FloatTensor<B>,
+    wpe: FloatTensor<B>,
+    tokens: IntTensor<B>,
+) -> FloatTensor<B> {
     let tokens = Tensor::<B, 2, Int>::from_primitive(tokens);
     let [b, t] = tokens.dims();
     let (wte, wpe) = (float::<B, 2>(wte), float::<B, 2>(wpe));
@@ -240,8 +244,14 @@ mod tests {
     use burn::tensor::TensorData;
 
     fn t(shape: [usize; 2], seed: u64) -> FloatTensor<Flex> {
-        let v: Vec<f32> = values(shape[0] * shape[1], seed, 1.0).iter().map(|&x| x as f32).collect();
-        prim(Tensor::<Flex, 2>::from_data(TensorData::new(v, shape), &Default::default()))
+        let v: Vec<f32> = values(shape[0] * shape[1], seed, 1.0)
+            .iter()
+            .map(|&x| x as f32)
+            .collect();
+        prim(Tensor::<Flex, 2>::from_data(
+            TensorData::new(v, shape),
+            &Default::default(),
+        ))
     }
 
     fn close(a: FloatTensor<Flex>, b: FloatTensor<Flex>, what: &str) {
@@ -249,19 +259,31 @@ mod tests {
         let b = float::<Flex, 2>(b).into_data().to_vec::<f32>().unwrap();
         let num: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
         let den: f32 = b.iter().map(|y| y * y).sum();
-        assert!(a.len() == b.len() && (num / den.max(1e-30)).sqrt() < 1e-5, "{what}");
+        assert!(
+            a.len() == b.len() && (num / den.max(1e-30)).sqrt() < 1e-5,
+            "{what}"
+        );
     }
 
     #[test]
     fn the_composition_computes_what_the_cpu_kernels_compute() {
-        let s = AttnShape { batch: 2, seq: 9, heads: 2, width: 8 };
+        let s = AttnShape {
+            batch: 2,
+            seq: 9,
+            heads: 2,
+            width: 8,
+        };
         let (qkv, dout) = (t([18, 24], 1), t([18, 8], 2));
         let (o1, l1) = attention_forward::<Flex>(qkv.clone(), s);
         let (o2, l2) = Flex::attention_forward(qkv.clone(), s);
         close(o1.clone(), o2, "attention out");
         close(l1.clone(), l2, "attention lse");
         let d1 = attention_backward::<Flex>(qkv.clone(), o1.clone(), l1.clone(), dout.clone(), s);
-        close(d1, Flex::attention_backward(qkv, o1, l1, dout, s), "attention dqkv");
+        close(
+            d1,
+            Flex::attention_backward(qkv, o1, l1, dout, s),
+            "attention dqkv",
+        );
 
         let (x, g, b, dy) = (t([5, 8], 3), t([1, 8], 4), t([1, 8], 5), t([5, 8], 6));
         let (y1, st1) = layer_norm_forward::<Flex>(x.clone(), g.clone(), b.clone());
@@ -274,9 +296,17 @@ mod tests {
         close(a.1, k.1, "layer norm dg");
         close(a.2, k.2, "layer norm db");
 
-        close(gelu_erf::<Flex>(x.clone()), Flex::gelu_erf(x.clone()), "gelu");
+        close(
+            gelu_erf::<Flex>(x.clone()),
+            Flex::gelu_erf(x.clone()),
+            "gelu",
+        );
         let (w, bias, r) = (t([8, 6], 7), t([1, 6], 8), t([5, 6], 9));
-        close(linear::<Flex>(x.clone(), w.clone(), bias.clone(), None), Flex::linear(x.clone(), w.clone(), bias.clone()), "linear");
+        close(
+            linear::<Flex>(x.clone(), w.clone(), bias.clone(), None),
+            Flex::linear(x.clone(), w.clone(), bias.clone()),
+            "linear",
+        );
         close(
             linear::<Flex>(x.clone(), w.clone(), bias.clone(), Some((r.clone(), 0.5))),
             Flex::linear_residual(r, x.clone(), w.clone(), bias, 0.5),
@@ -295,7 +325,11 @@ mod tests {
                 .into_primitive()
         };
         let (wte, wpe, dx) = (t([7, 4], 11), t([5, 4], 12), t([6, 4], 13));
-        close(embed::<Flex>(wte.clone(), wpe.clone(), tokens()), Flex::embed(wte, wpe, tokens()), "embed");
+        close(
+            embed::<Flex>(wte.clone(), wpe.clone(), tokens()),
+            Flex::embed(wte, wpe, tokens()),
+            "embed",
+        );
         let a = embed_backward::<Flex>(tokens(), dx.clone(), 7, 5);
         let k = Flex::embed_backward(tokens(), dx, 7, 5);
         close(a.0, k.0, "embed dwte");

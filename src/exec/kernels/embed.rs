@@ -12,12 +12,18 @@ use rayon::prelude::*;
 /// `x [n, d]` for `tokens [n]` (`n = batch * seq`, sequence-major rows).
 pub fn forward(wte: &[f32], wpe: &[f32], tokens: &[usize], seq: usize, d: usize) -> Vec<f32> {
     let mut x = vec![0f32; tokens.len() * d];
-    x.par_chunks_mut(d).zip(tokens.par_iter()).enumerate().for_each(|(i, (row, &tok))| {
-        let (te, pe) = (&wte[tok * d..(tok + 1) * d], &wpe[(i % seq) * d..(i % seq + 1) * d]);
-        for ((o, a), b) in row.iter_mut().zip(te).zip(pe) {
-            *o = a + b;
-        }
-    });
+    x.par_chunks_mut(d)
+        .zip(tokens.par_iter())
+        .enumerate()
+        .for_each(|(i, (row, &tok))| {
+            let (te, pe) = (
+                &wte[tok * d..(tok + 1) * d],
+                &wpe[(i % seq) * d..(i % seq + 1) * d],
+            );
+            for ((o, a), b) in row.iter_mut().zip(te).zip(pe) {
+                *o = a + b;
+            }
+        });
     x
 }
 
@@ -38,12 +44,15 @@ pub fn backward(
     }
     let mut dwpe = vec![0f32; context * d];
     let batch = tokens.len() / seq;
-    dwpe[..seq * d].par_chunks_mut(d).enumerate().for_each(|(p, out)| {
-        for b in 0..batch {
-            let row = &dx[(b * seq + p) * d..(b * seq + p + 1) * d];
-            out.iter_mut().zip(row).for_each(|(o, g)| *o += g);
-        }
-    });
+    dwpe[..seq * d]
+        .par_chunks_mut(d)
+        .enumerate()
+        .for_each(|(p, out)| {
+            for b in 0..batch {
+                let row = &dx[(b * seq + p) * d..(b * seq + p + 1) * d];
+                out.iter_mut().zip(row).for_each(|(o, g)| *o += g);
+            }
+        });
     (dwte, dwpe)
 }
 

@@ -11,7 +11,10 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
 
-use super::{AdamWStep, AttnShape, adamw as adamw_kernel, attention, compose, embed as embed_kernel, gelu as gelu_kernel, head as head_kernel, layer_norm, linear as linear_kernel};
+use super::{
+    AdamWStep, AttnShape, adamw as adamw_kernel, attention, compose, embed as embed_kernel,
+    gelu as gelu_kernel, head as head_kernel, layer_norm, linear as linear_kernel,
+};
 
 type T = FlexTensor;
 
@@ -118,7 +121,10 @@ pub fn linear(x: T, w: T, b: T, residual: Option<(T, f64)>) -> T {
         }
         (Some(xs), Some(ws), Some(bs), Some((Some(rs), s))) => {
             let n = dims(&x)[0];
-            tensor(linear_kernel::forward(xs, ws, bs, Some((rs, s))), vec![n, bs.len()])
+            tensor(
+                linear_kernel::forward(xs, ws, bs, Some((rs, s))),
+                vec![n, bs.len()],
+            )
         }
         _ => compose::linear::<Flex>(x, w, b, residual),
     }
@@ -130,7 +136,11 @@ pub fn linear_backward(x: T, w: T, dy: T, s: f64) -> (T, T, T) {
         (Some(xs), Some(ws), Some(dys)) => {
             let (n, k, m) = (dims(&x)[0], dims(&w)[0], dims(&w)[1]);
             let (dx, dw, db) = linear_kernel::backward(xs, ws, dys, s as f32, m);
-            (tensor(dx, vec![n, k]), tensor(dw, vec![k, m]), tensor(db, vec![1, m]))
+            (
+                tensor(dx, vec![n, k]),
+                tensor(dw, vec![k, m]),
+                tensor(db, vec![1, m]),
+            )
         }
         _ => compose::linear_backward::<Flex>(x, w, dy, s),
     }
@@ -138,7 +148,12 @@ pub fn linear_backward(x: T, w: T, dy: T, s: f64) -> (T, T, T) {
 
 /// Token ids as indices; `None` when one is negative or not below `vocab`.
 fn indices(t: &T, vocab: usize) -> Option<Vec<usize>> {
-    let ids = t.clone().into_data().convert::<i64>().into_vec::<i64>().ok()?;
+    let ids = t
+        .clone()
+        .into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .ok()?;
     ids.into_iter()
         .map(|x| usize::try_from(x).ok().filter(|&x| x < vocab))
         .collect()

@@ -12,8 +12,8 @@
 use rayon::prelude::*;
 
 use super::attention::max;
-use super::product::{Threads, product};
 use super::layer_norm::sum;
+use super::product::{Threads, product};
 use super::simd::{exp, simd_fn};
 
 /// `dst [m, n] (=|+=) lhs [m, k] @ rhs [k, n]` on all cores; `dst` is `[m, n]`.
@@ -27,7 +27,20 @@ unsafe fn gemm(
     rhs_strides: (usize, usize),
 ) {
     // SAFETY: the caller's promise, passed on.
-    unsafe { product([m, n, k], dst, n, acc, lhs, lhs_strides, rhs, rhs_strides, 1.0, Threads::Auto) }
+    unsafe {
+        product(
+            [m, n, k],
+            dst,
+            n,
+            acc,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            1.0,
+            Threads::Auto,
+        )
+    }
 }
 
 /// Mean loss of `targets` under logits `h [n, d] W^T` (`W [V, d]`), and with `grads` the
@@ -57,7 +70,17 @@ pub fn pass(
         let z = &mut logits[..len * v];
         let hc = &h[r0 * d..(r0 + len) * d];
         // SAFETY: hc is [len, d]; W read as W^T [d, V]; z is [len, V].
-        unsafe { gemm([len, v, d], z.as_mut_ptr(), false, hc.as_ptr(), (d, 1), w.as_ptr(), (1, d)) };
+        unsafe {
+            gemm(
+                [len, v, d],
+                z.as_mut_ptr(),
+                false,
+                hc.as_ptr(),
+                (d, 1),
+                w.as_ptr(),
+                (1, d),
+            )
+        };
         z.par_chunks_mut(v)
             .zip(row_loss[r0..r0 + len].par_iter_mut())
             .zip(targets[r0..r0 + len].par_iter())
@@ -65,8 +88,24 @@ pub fn pass(
         if grads {
             // SAFETY: z is [len, V] (now d loss / d logits); dh rows r0.. are [len, d].
             unsafe {
-                gemm([len, d, v], dh[r0 * d..].as_mut_ptr(), false, z.as_ptr(), (v, 1), w.as_ptr(), (d, 1));
-                gemm([v, d, len], dw.as_mut_ptr(), r0 > 0, z.as_ptr(), (1, v), hc.as_ptr(), (d, 1));
+                gemm(
+                    [len, d, v],
+                    dh[r0 * d..].as_mut_ptr(),
+                    false,
+                    z.as_ptr(),
+                    (v, 1),
+                    w.as_ptr(),
+                    (d, 1),
+                );
+                gemm(
+                    [v, d, len],
+                    dw.as_mut_ptr(),
+                    r0 > 0,
+                    z.as_ptr(),
+                    (1, v),
+                    hc.as_ptr(),
+                    (d, 1),
+                );
             }
         }
     }
@@ -108,8 +147,15 @@ mod tests {
         for chunk in [n, 10, 1] {
             let (loss, g) = pass(&f(&h), &f(&w), &t, d, chunk, true);
             let (dh, dw) = g.expect("gradients were asked for");
-            let e = [((loss as f64 - rl) / rl).abs(), rel(&dh, &rdh), rel(&dw, &rdw)];
-            assert!(e.iter().all(|&e| e < 1e-5), "chunk {chunk}: loss, dh, dw errors {e:?}");
+            let e = [
+                ((loss as f64 - rl) / rl).abs(),
+                rel(&dh, &rdh),
+                rel(&dw, &rdw),
+            ];
+            assert!(
+                e.iter().all(|&e| e < 1e-5),
+                "chunk {chunk}: loss, dh, dw errors {e:?}"
+            );
             let (eval, none) = pass(&f(&h), &f(&w), &t, d, chunk, false);
             assert!(none.is_none() && (eval - loss).abs() < 1e-6);
         }

@@ -76,8 +76,13 @@ fn pass<B: Kernels>(
 ) -> (Tensor<B, 1>, Option<(Tensor<B, 2>, Tensor<B, 2>)>) {
     match precision {
         Precision::F32 => {
-            let (loss, g) =
-                B::head_ce_pass(prim(h), prim(w), targets.into_primitive(), chunk_rows, grads);
+            let (loss, g) = B::head_ce_pass(
+                prim(h),
+                prim(w),
+                targets.into_primitive(),
+                chunk_rows,
+                grads,
+            );
             (float(loss), g.map(|(dh, dw)| (float(dh), float(dw))))
         }
         Precision::Bf16 => pass_tensors(h, w, targets, chunk_rows, grads, precision),

@@ -174,7 +174,10 @@ mod tests {
             backward(&f(&x), &f(&g), &st, &f(&dy), &mut dx, &mut dg, &mut db);
             let [ry, rdx, rdg, rdb] = reference(&x, &g, &b, &dy);
             let e = [rel(&y, &ry), rel(&dx, &rdx), rel(&dg, &rdg), rel(&db, &rdb)];
-            assert!(e.iter().all(|&e| e < 1e-5), "[{n}, {d}]: y, dx, dg, db errors {e:?}");
+            assert!(
+                e.iter().all(|&e| e < 1e-5),
+                "[{n}, {d}]: y, dx, dg, db errors {e:?}"
+            );
         }
     }
 }

@@ -30,7 +30,20 @@ unsafe fn gemm(
     beta: f32,
 ) {
     // SAFETY: the caller's promise, passed on.
-    unsafe { product([m, n, k], dst, n, acc, lhs, lhs_strides, rhs, rhs_strides, beta, Threads::Auto) }
+    unsafe {
+        product(
+            [m, n, k],
+            dst,
+            n,
+            acc,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            beta,
+            Threads::Auto,
+        )
+    }
 }
 
 /// A vector of `len` f32, every element written by `fill` (through the pointer) before use.
@@ -53,19 +66,21 @@ pub fn forward(x: &[f32], w: &[f32], b: &[f32], residual: Option<(&[f32], f32)>)
     assert!(w.len() == k * m && x.len() == n * k);
     let s = residual.map_or(1.0, |(_, s)| s);
     let init = |y: &mut [MaybeUninit<f32>]| {
-        y.par_chunks_mut(m).enumerate().for_each(|(i, row)| match residual {
-            Some((r, s)) => {
-                let r = &r[i * m..(i + 1) * m];
-                for ((o, &ri), &bi) in row.iter_mut().zip(r).zip(b) {
-                    o.write(ri + s * bi);
+        y.par_chunks_mut(m)
+            .enumerate()
+            .for_each(|(i, row)| match residual {
+                Some((r, s)) => {
+                    let r = &r[i * m..(i + 1) * m];
+                    for ((o, &ri), &bi) in row.iter_mut().zip(r).zip(b) {
+                        o.write(ri + s * bi);
+                    }
                 }
-            }
-            None => {
-                for (o, &bi) in row.iter_mut().zip(b) {
-                    o.write(bi);
+                None => {
+                    for (o, &bi) in row.iter_mut().zip(b) {
+                        o.write(bi);
+                    }
                 }
-            }
-        })
+            })
     };
     if let Some((r, _)) = residual {
         assert_eq!(r.len(), n * m);
@@ -74,13 +89,28 @@ pub fn forward(x: &[f32], w: &[f32], b: &[f32], residual: Option<(&[f32], f32)>)
     let mut y = unsafe { written(n * m, init) };
     // SAFETY: x is [n, k], w is [k, m], y is [n, m] and initialized.
     unsafe {
-        gemm([n, m, k], y.as_mut_ptr(), true, x.as_ptr(), (k, 1), w.as_ptr(), (m, 1), s);
+        gemm(
+            [n, m, k],
+            y.as_mut_ptr(),
+            true,
+            x.as_ptr(),
+            (k, 1),
+            w.as_ptr(),
+            (m, 1),
+            s,
+        );
     }
     y
 }
 
 /// Gradients of `y = r + s (x W + b)`: `(dx, dW, db)`, each scaled by `s`.
-pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: f32, m: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    s: f32,
+    m: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let k = w.len() / m;
     let n = x.len() / k;
     assert!(w.len() == k * m && x.len() == n * k && dy.len() == n * m);
@@ -88,12 +118,30 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: f32, m: usize) -> (Vec<f32>
     // are x [n, k], W [k, m] read as W^T [m, k], dy [n, m], x read as x^T [k, n].
     let dx = unsafe {
         written(n * k, |dx| {
-            gemm([n, k, m], dx.as_mut_ptr().cast(), false, dy.as_ptr(), (m, 1), w.as_ptr(), (1, m), s)
+            gemm(
+                [n, k, m],
+                dx.as_mut_ptr().cast(),
+                false,
+                dy.as_ptr(),
+                (m, 1),
+                w.as_ptr(),
+                (1, m),
+                s,
+            )
         })
     };
     let dw = unsafe {
         written(k * m, |dw| {
-            gemm([k, m, n], dw.as_mut_ptr().cast(), false, x.as_ptr(), (1, k), dy.as_ptr(), (m, 1), s)
+            gemm(
+                [k, m, n],
+                dw.as_mut_ptr().cast(),
+                false,
+                x.as_ptr(),
+                (1, k),
+                dy.as_ptr(),
+                (m, 1),
+                s,
+            )
         })
     };
     (dx, dw, column_sums(dy, m, s))
@@ -135,8 +183,12 @@ mod tests {
                 let rf = f(&r);
                 let y = forward(&f(&x), &f(&w), &f(&b), res.map(|s| (&rf[..], s as f32)));
                 let (dx, dw, db) = backward(&f(&x), &f(&w), &f(&dy), s as f32, m);
-                let (mut ry, mut rdx, mut rdw, mut rdb) =
-                    (vec![0.0; n * m], vec![0.0; n * k], vec![0.0; k * m], vec![0.0; m]);
+                let (mut ry, mut rdx, mut rdw, mut rdb) = (
+                    vec![0.0; n * m],
+                    vec![0.0; n * k],
+                    vec![0.0; k * m],
+                    vec![0.0; m],
+                );
                 for i in 0..n {
                     for j in 0..m {
                         let xw: f64 = (0..k).map(|c| x[i * k + c] * w[c * m + j]).sum();
@@ -145,16 +197,21 @@ mod tests {
                         rdb[j] += s * dy[i * m + j];
                     }
                     for c in 0..k {
-                        rdx[i * k + c] = s * (0..m).map(|j| dy[i * m + j] * w[c * m + j]).sum::<f64>();
+                        rdx[i * k + c] =
+                            s * (0..m).map(|j| dy[i * m + j] * w[c * m + j]).sum::<f64>();
                     }
                 }
                 for c in 0..k {
                     for j in 0..m {
-                        rdw[c * m + j] = s * (0..n).map(|i| x[i * k + c] * dy[i * m + j]).sum::<f64>();
+                        rdw[c * m + j] =
+                            s * (0..n).map(|i| x[i * k + c] * dy[i * m + j]).sum::<f64>();
                     }
                 }
                 let e = [rel(&y, &ry), rel(&dx, &rdx), rel(&dw, &rdw), rel(&db, &rdb)];
-                assert!(e.iter().all(|&e| e < 1e-5), "[{n}, {k}, {m}] {res:?}: {e:?}");
+                assert!(
+                    e.iter().all(|&e| e < 1e-5),
+                    "[{n}, {k}, {m}] {res:?}: {e:?}"
+                );
             }
         }
     }

@@ -144,7 +144,11 @@ pub trait Kernels: Backend {
     }
 
     /// `x [n, k] @ w [k, m] + b [1, m]`.
-    fn linear(x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
         compose::linear::<Self>(x, w, b, None)
     }
 
@@ -171,7 +175,11 @@ pub trait Kernels: Backend {
 
     /// Token plus position embedding: `x [b t, d]` for `tokens [b, t]`, `wte [V, d]`,
     /// `wpe [context, d]`.
-    fn embed(wte: FloatTensor<Self>, wpe: FloatTensor<Self>, tokens: IntTensor<Self>) -> FloatTensor<Self> {
+    fn embed(
+        wte: FloatTensor<Self>,
+        wpe: FloatTensor<Self>,
+        tokens: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
         compose::embed::<Self>(wte, wpe, tokens)
     }
 
@@ -194,7 +202,10 @@ pub trait Kernels: Backend {
         targets: IntTensor<Self>,
         chunk_rows: usize,
         grads: bool,
-    ) -> (FloatTensor<Self>, Option<(FloatTensor<Self>, FloatTensor<Self>)>) {
+    ) -> (
+        FloatTensor<Self>,
+        Option<(FloatTensor<Self>, FloatTensor<Self>)>,
+    ) {
         compose::head_ce_pass::<Self>(h, w, targets, chunk_rows, grads)
     }
 
@@ -257,7 +268,11 @@ impl Kernels for burn::backend::Flex {
     fn gelu_erf_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::gelu_backward(x, dy)
     }
-    fn linear(x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
         flex::linear(x, w, b, None)
     }
     fn linear_residual(
@@ -277,7 +292,11 @@ impl Kernels for burn::backend::Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         flex::linear_backward(x, w, dy, s)
     }
-    fn embed(wte: FloatTensor<Self>, wpe: FloatTensor<Self>, tokens: IntTensor<Self>) -> FloatTensor<Self> {
+    fn embed(
+        wte: FloatTensor<Self>,
+        wpe: FloatTensor<Self>,
+        tokens: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
         flex::embed(wte, wpe, tokens)
     }
     fn embed_backward(
@@ -294,7 +313,10 @@ impl Kernels for burn::backend::Flex {
         targets: IntTensor<Self>,
         chunk_rows: usize,
         grads: bool,
-    ) -> (FloatTensor<Self>, Option<(FloatTensor<Self>, FloatTensor<Self>)>) {
+    ) -> (
+        FloatTensor<Self>,
+        Option<(FloatTensor<Self>, FloatTensor<Self>)>,
+    ) {
         flex::head_ce_pass(h, w, targets, chunk_rows, grads)
     }
     fn adamw(
@@ -335,7 +357,11 @@ pub fn linear_residual<B: Kernels>(
     float(B::linear_residual(prim(r), prim(x), prim(w), prim(b), s))
 }
 
-pub fn embed<B: Kernels>(wte: Tensor<B, 2>, wpe: Tensor<B, 2>, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+pub fn embed<B: Kernels>(
+    wte: Tensor<B, 2>,
+    wpe: Tensor<B, 2>,
+    tokens: Tensor<B, 2, Int>,
+) -> Tensor<B, 2> {
     float(B::embed(prim(wte), prim(wpe), tokens.into_primitive()))
 }
 

@@ -87,7 +87,11 @@ pub fn phi_cdf(x: f32) -> f32 {
     p = p * t - 1.265_512_2;
     // erfc(z) for z >= 0
     let erfc = t * exp(p - z * z);
-    if x < 0.0 { 0.5 * erfc } else { 1.0 - 0.5 * erfc }
+    if x < 0.0 {
+        0.5 * erfc
+    } else {
+        1.0 - 0.5 * erfc
+    }
 }
 
 /// Exact GELU `x Phi(x)` and its derivative `Phi(x) + x phi(x)`.
@@ -143,10 +147,15 @@ mod tests {
             // The derivative crosses zero near x = -0.75: measure against its scale there.
             worst_grad = worst_grad.max((g as f64 - want).abs() / want.abs().max(1e-2));
         }
-        println!("relative errors: CDF {worst_cdf:e}, tail {worst_tail:e}, derivative {worst_grad:e}");
+        println!(
+            "relative errors: CDF {worst_cdf:e}, tail {worst_tail:e}, derivative {worst_grad:e}"
+        );
         assert!(worst_cdf < 2e-6, "normal CDF relative error {worst_cdf}");
         // The tail loses digits to rounding x^2 / 2 in f32 before the exponential.
-        assert!(worst_tail < 3e-5, "normal CDF tail relative error {worst_tail}");
+        assert!(
+            worst_tail < 3e-5,
+            "normal CDF tail relative error {worst_tail}"
+        );
         assert!(worst_grad < 1e-5, "GELU derivative error {worst_grad}");
     }
 }
