@@ -252,3 +252,95 @@ fn bf16_and_sparse_logging_run_and_are_recorded() {
     assert!(loss > 0.0 && loss < 6.0, "{loss}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn tokenized_shards_train_in_both_formats_and_bad_shards_write_nothing() {
+    let dir = std::env::temp_dir().join(format!("progc-cli-shards-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Two text files cut from the shipped corpus.
+    let emma = std::fs::read("data/emma.txt").expect("shipped corpus");
+    let (a, b) = (dir.join("a.txt"), dir.join("b.txt"));
+    std::fs::write(&a, &emma[..60_000]).expect("a");
+    std::fs::write(&b, &emma[60_000..100_000]).expect("b");
+    let recipe = |data: &str| {
+        format!(
+            "import \"std/gpt2.prog\"\nrecipe r {{\n model = gpt2_tiny {{ depth: 2 }}\n \
+             data = {data}\n steps = 6\n batch = 2 x 128\n optimizer = adamw(lr: 1e-3)\n \
+             schedule = constant(warmup: 0)\n start depth 1\n grow at 3 to depth 2 {{ init: copy(last) }}\n}}\n"
+        )
+    };
+    for (format, train, val) in [
+        ("nanogpt", "nanogpt/train.bin", "\"nanogpt/val.bin\""),
+        ("llmc", "llmc/train_*.bin", "\"llmc/val_*.bin\""),
+    ] {
+        let out = dir.join(format);
+        let t = progc(&[
+            "tokenize",
+            a.to_str().expect("path"),
+            b.to_str().expect("path"),
+            "--out",
+            out.to_str().expect("path"),
+            "--format",
+            format,
+            "--tokenizer",
+            "bytes",
+            "--val",
+            "10%",
+            "--shard-tokens",
+            "40000",
+            "--no-progress",
+        ]);
+        assert_eq!(t.status.code(), Some(0), "{}", text(&t));
+        assert!(text(&t).contains("tokens("), "{}", text(&t));
+        let r = dir.join(format!("{format}.prog"));
+        let data = format!("tokens(\"{train}\", val: {val}, format: {format}, tokenizer: bytes)");
+        std::fs::write(&r, recipe(&data)).expect("recipe");
+        let run_dir = dir.join(format!("run-{format}"));
+        let run = progc(&[
+            "run",
+            r.to_str().expect("path"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            run_dir.to_str().expect("path"),
+        ]);
+        assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+        assert!(run_dir.join("checkpoints/latest.safetensors").is_file());
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run_dir.join("summary.json")).expect("summary"),
+        )
+        .expect("summary json");
+        assert_eq!(summary["total_steps"], 6, "{summary}");
+    }
+
+    // A shard with a token id past the vocabulary: exit 1, the file and offset named, and no
+    // run directory written.
+    let bad = dir.join("bad.bin");
+    std::fs::write(&bad, [1u8, 0, 2, 0, 0, 1]).expect("bad shard");
+    let r = dir.join("bad.prog");
+    std::fs::write(&r, recipe("tokens(\"bad.bin\", tokenizer: bytes)")).expect("recipe");
+    let run_dir = dir.join("run-bad");
+    let run = progc(&[
+        "run",
+        r.to_str().expect("path"),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        run_dir.to_str().expect("path"),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(
+        text(&run).contains("bad.bin") && text(&run).contains("byte offset 4"),
+        "{}",
+        text(&run)
+    );
+    assert!(
+        !run_dir.exists(),
+        "a bad shard must not create the run directory"
+    );
+    assert_no_panic(&run);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,8 +6,8 @@
 
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::plan::spec::{
-    AdamWSpec, CopyLayout, DataSpec, DecayShape, InitSpec, LrMultipliers, MuonSpec, OptimizerSpec,
-    ScheduleSpec, Tokenizer,
+    AdamWSpec, CopyLayout, DataFormat, DataSpec, DecayShape, InitSpec, LrMultipliers, MuonSpec,
+    OptimizerSpec, ScheduleSpec, Tokenizer,
 };
 use crate::syntax::ast::{Ident, Value, ValueKind};
 
@@ -16,7 +16,7 @@ use super::env::DefKind;
 use super::fields::{Bound, bind_args};
 use super::value::{self, Sink, Time, TimeKind, fmt_num};
 
-pub const DATA_FUNCS: &[&str] = &["text"];
+pub const DATA_FUNCS: &[&str] = &["text", "tokens"];
 pub const SCHEDULE_FUNCS: &[&str] = &["wsd", "cosine", "constant"];
 pub const OPTIMIZER_FUNCS: &[&str] = &["adamw", "muon"];
 pub const INIT_OPTIONS: &[&str] = &["random", "copy", "zero", "zero_out"];
@@ -146,6 +146,10 @@ impl<'p> Checker<'p> {
                         let b = bind_args(f, args, &["path", "tokenizer", "val"], d);
                         self.text(f, &b, name).map(Component::Data)
                     }
+                    "tokens" => {
+                        let b = bind_args(f, args, &["path", "val", "format", "tokenizer"], d);
+                        self.tokens(f, &b, name).map(Component::Data)
+                    }
                     "wsd" | "cosine" | "constant" => schedule(f, args, d).map(Component::Schedule),
                     _ => self.optimizer_call(f, args).map(Component::Optimizer),
                 }
@@ -171,34 +175,11 @@ impl<'p> Checker<'p> {
             }
         };
         let tokenizer = match b.get("tokenizer") {
-            Some(v) => value::option(v, "tokenizer", &["gpt2", "bytes"], d).map(|t| {
-                if t == "bytes" {
-                    Tokenizer::Bytes
-                } else {
-                    Tokenizer::Gpt2
-                }
-            }),
+            Some(v) => tokenizer(v, d),
             None => Some(Tokenizer::Gpt2),
         };
         let val = match b.get("val") {
-            Some(v) => value::fraction(v, "val", d).and_then(|x| {
-                if x <= 0.0 || x >= 1.0 {
-                    value::out_of_range(
-                        v.span,
-                        format!(
-                            "`val` must be strictly between 0 and 100%, found {}",
-                            fmt_num(x)
-                        ),
-                        Some(
-                            "the validation set is a held-out tail of the corpus, e.g. `val: 10%`",
-                        ),
-                        d,
-                    );
-                    None
-                } else {
-                    Some(x)
-                }
-            }),
+            Some(v) => val_fraction(v, d),
             None => Some(0.1),
         };
         let path = path?.to_string();
@@ -208,6 +189,70 @@ impl<'p> Checker<'p> {
             path,
             tokenizer: tokenizer?,
             val_fraction: val?,
+            format: DataFormat::Text,
+            shards: vec![],
+            val_shards: vec![],
+        })
+    }
+
+    /// `tokens(paths, val: paths | fraction, format: nanogpt | llmc, tokenizer: gpt2 | bytes)`:
+    /// pre-tokenized shards. A path may be a glob; a list of paths forms one stream in order.
+    fn tokens(&mut self, f: &Ident, b: &Bound<'p>, name: Option<&str>) -> Option<DataSpec> {
+        let d = &mut self.d;
+        let train = match b.get("path") {
+            Some(v) => paths(v, "path", d),
+            None => {
+                d.push(
+                    Diagnostic::new(Code::P0107, f.span, "`tokens(...)` has no `path`")
+                        .with_label("`path` missing")
+                        .with_help(
+                            "give the shard file(s): `tokens(\"data/owt/train.bin\")`, a glob \
+                             `tokens(\"data/fineweb_train_*.bin\")` or a list",
+                        ),
+                );
+                None
+            }
+        };
+        let format = match b.get("format") {
+            Some(v) => value::option(v, "format", &["nanogpt", "llmc"], d).map(|t| {
+                if t == "llmc" {
+                    DataFormat::Llmc
+                } else {
+                    DataFormat::Nanogpt
+                }
+            }),
+            None => Some(DataFormat::Nanogpt),
+        };
+        let tokenizer = match b.get("tokenizer") {
+            Some(v) => tokenizer(v, d),
+            None => Some(Tokenizer::Gpt2),
+        };
+        // `val` is either its own file(s) or a held-out fraction of the stream's tail.
+        let (val_paths, val) = match b.get("val") {
+            Some(v) if matches!(v.kind, ValueKind::Str(_) | ValueKind::List(_)) => {
+                (paths(v, "val", d), Some(0.1))
+            }
+            Some(v) => (Some(vec![]), val_fraction(v, d)),
+            None => (Some(vec![]), Some(0.1)),
+        };
+        let train = train?;
+        let file = f.span.file;
+        let resolve = |ps: &[String]| -> Vec<String> {
+            ps.iter()
+                .map(|p| self.program.resolve_path(file, p))
+                .collect()
+        };
+        let shards = resolve(&train);
+        let val_shards = resolve(&val_paths?);
+        Some(DataSpec {
+            name: name.map(str::to_string).unwrap_or_else(|| train[0].clone()),
+            resolved_path: shards[0].clone(),
+            path: train[0].clone(),
+            tokenizer: tokenizer?,
+            val_fraction: val?,
+            format: format?,
+            shards,
+            val_shards,
         })
     }
 
@@ -559,6 +604,63 @@ impl SchedDraft {
                 }
                 Some(ScheduleSpec::Constant { warmup_steps: w })
             }
+        }
+    }
+}
+
+fn tokenizer(v: &Value, d: &mut Sink) -> Option<Tokenizer> {
+    value::option(v, "tokenizer", &["gpt2", "bytes"], d).map(|t| {
+        if t == "bytes" {
+            Tokenizer::Bytes
+        } else {
+            Tokenizer::Gpt2
+        }
+    })
+}
+
+/// A held-out fraction strictly between 0 and 1.
+fn val_fraction(v: &Value, d: &mut Sink) -> Option<f64> {
+    value::fraction(v, "val", d).and_then(|x| {
+        if x <= 0.0 || x >= 1.0 {
+            value::out_of_range(
+                v.span,
+                format!(
+                    "`val` must be strictly between 0 and 100%, found {}",
+                    fmt_num(x)
+                ),
+                Some("the validation set is a held-out tail of the corpus, e.g. `val: 10%`"),
+                d,
+            );
+            None
+        } else {
+            Some(x)
+        }
+    })
+}
+
+/// A path (or glob) string, or a non-empty list of them.
+fn paths(v: &Value, what: &str, d: &mut Sink) -> Option<Vec<String>> {
+    match &v.kind {
+        ValueKind::Str(s) => Some(vec![s.clone()]),
+        ValueKind::List(items) if items.is_empty() => {
+            value::out_of_range(
+                v.span,
+                format!("`{what}` is an empty list"),
+                Some("name at least one shard file"),
+                d,
+            );
+            None
+        }
+        ValueKind::List(items) => {
+            let ps: Vec<Option<String>> = items
+                .iter()
+                .map(|i| value::string(i, d).map(str::to_string))
+                .collect();
+            ps.into_iter().collect()
+        }
+        _ => {
+            value::mismatch(v, "a path string or a list of them", d);
+            None
         }
     }
 }

@@ -273,7 +273,8 @@ impl<'p> Checker<'p> {
             }),
         };
         let checkpoint_every = match eff.get("checkpoint_every") {
-            None => Some(0),
+            // Every 5% of the run: a crash loses at most that much, at 20 writes per run.
+            None => total.map(|t| (t / 20).max(1)),
             Some((_, v)) => {
                 value::time(v, "checkpoint_every", d).and_then(|t| Some(t.steps(total?, tps?, d)))
             }

@@ -371,7 +371,7 @@ recipe full {
     assert_eq!(a.clip, None);
     assert_eq!(
         (r.seed, r.eval_every, r.eval_batches, r.checkpoint_every),
-        (0, 50, 4, 0)
+        (0, 50, 4, 50)
     );
     assert_eq!(r.start_depth, 1);
     assert_eq!(

@@ -91,6 +91,29 @@ pub enum Command {
         /// The experiment's output directory (holds experiment.json).
         dir: PathBuf,
     },
+    /// Write token shards from text files: nanoGPT `train.bin`/`val.bin`, or llm.c shards.
+    Tokenize {
+        /// Text files, concatenated in this order (each followed by an end-of-text token).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder (created; existing shards are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = ShardFormat::Nanogpt)]
+        format: ShardFormat,
+        #[arg(long, value_enum, default_value_t = TokenizerArg::Gpt2)]
+        tokenizer: TokenizerArg,
+        /// Write the last fraction of the input bytes to validation files: `1%` or `0.01`.
+        #[arg(long, value_name = "FRACTION")]
+        val: Option<String>,
+        /// Tokens per llm.c shard (llm.c writes 100M).
+        #[arg(long, value_name = "N", default_value_t = 100_000_000,
+              value_parser = clap::value_parser!(u64).range(1..i32::MAX as u64))]
+        shard_tokens: u64,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Explain a diagnostic code in detail (`progc explain P0402`), or list all codes.
     Explain {
         /// A code such as P0402; omit to list every code.
@@ -126,6 +149,18 @@ pub enum PlanFormat {
     Text,
     Json,
     Dot,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ShardFormat {
+    Nanogpt,
+    Llmc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TokenizerArg {
+    Gpt2,
+    Bytes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

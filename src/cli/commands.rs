@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::args::{Cli, Command, DiagFormat, PlanFormat, Select};
+use super::args::{Cli, Command, DiagFormat, PlanFormat, Select, ShardFormat, TokenizerArg};
 use super::report::{count, print_diagnostics, print_exec_error, use_color};
 use crate::check::{check, suggest::did_you_mean};
 use crate::diagnostic::{CODES, Code, Diagnostic, SourceMap, Span, has_errors, render};
@@ -77,6 +77,23 @@ pub fn dispatch(cli: Cli) -> i32 {
             }
         }
         Command::Report { dir } => cmd_report(&dir),
+        Command::Tokenize {
+            inputs,
+            out,
+            format,
+            tokenizer,
+            val,
+            shard_tokens,
+            no_progress,
+        } => cmd_tokenize(
+            inputs,
+            out,
+            format,
+            tokenizer,
+            val.as_deref(),
+            shard_tokens,
+            !no_progress,
+        ),
         Command::Explain { code } => cmd_explain(code.as_deref()),
     }
 }
@@ -497,6 +514,86 @@ fn cmd_report(dir: &Path) -> i32 {
             EXIT_IO
         }
     }
+}
+
+fn cmd_tokenize(
+    inputs: Vec<PathBuf>,
+    out: PathBuf,
+    format: ShardFormat,
+    tokenizer: TokenizerArg,
+    val: Option<&str>,
+    shard_tokens: u64,
+    progress: bool,
+) -> i32 {
+    use crate::exec::data::tokenize::{TokenizeOptions, tokenize};
+    use crate::plan::spec::{DataFormat, Tokenizer};
+    let val_fraction = match val.map(parse_fraction) {
+        None => 0.0,
+        Some(Some(x)) if (0.0..1.0).contains(&x) => x,
+        Some(_) => {
+            eprintln!(
+                "error: --val `{}` is not a fraction below 100%\n  = help: write e.g. `--val 1%` or `--val 0.01`",
+                val.unwrap_or_default()
+            );
+            return EXIT_USER;
+        }
+    };
+    let opts = TokenizeOptions {
+        inputs,
+        out: out.clone(),
+        format: match format {
+            ShardFormat::Nanogpt => DataFormat::Nanogpt,
+            ShardFormat::Llmc => DataFormat::Llmc,
+        },
+        tokenizer: match tokenizer {
+            TokenizerArg::Gpt2 => Tokenizer::Gpt2,
+            TokenizerArg::Bytes => Tokenizer::Bytes,
+        },
+        val_fraction,
+        shard_tokens: shard_tokens as usize,
+        progress,
+    };
+    match tokenize(&opts) {
+        Ok(s) => {
+            for w in s.train.iter().chain(&s.val) {
+                println!("wrote {} ({} tokens)", w.path.display(), w.tokens);
+            }
+            let name = |w: &[crate::exec::data::tokenize::Written], split: &str| {
+                if w.len() > 1 {
+                    format!("{}/{split}_*.bin", out.display())
+                } else {
+                    w.first()
+                        .map(|w| w.path.display().to_string())
+                        .unwrap_or_default()
+                }
+            };
+            let val = if s.val.is_empty() {
+                "5%".to_string()
+            } else {
+                format!("\"{}\"", name(&s.val, "val"))
+            };
+            println!(
+                "use it in a recipe (paths resolve against the recipe's folder):\n  data d = tokens(\"{}\", val: {val}, format: {}, tokenizer: {})",
+                name(&s.train, "train"),
+                opts.format.name(),
+                opts.tokenizer.name()
+            );
+            EXIT_OK
+        }
+        Err(err) => {
+            print_exec_error(&err);
+            EXIT_IO
+        }
+    }
+}
+
+/// `1%` or `0.01`.
+fn parse_fraction(s: &str) -> Option<f64> {
+    match s.trim().strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|x| x / 100.0),
+        None => s.trim().parse().ok(),
+    }
+    .filter(|x: &f64| x.is_finite())
 }
 
 /// `base/name`, or `base/name-2`, `-3`, ... when taken: an earlier run is never overwritten.

@@ -3,7 +3,7 @@
 //! Invariants:
 //! - runs are trained in plan order; before a run trains, every later run that branches off it
 //!   at step `s` (the end of their last shared plan node) gets a checkpoint at `s`, written by
-//!   this run (`checkpoints/step-<s>.ckpt`);
+//!   this run (`checkpoints/step-<s>.safetensors`);
 //! - a run whose prefix `[0, s)` is shared with an earlier run starts from that run's
 //!   checkpoint at `s` (re-stamped with its own recipe hash: the plan guarantees the state is
 //!   identical) and a copy of its metrics before `s`, so the prefix is never retrained;
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{Checkpoint, run_hash};
+use super::checkpoint::{Checkpoint, latest_path, run_hash, step_path};
 use super::data::write_atomic;
 use super::device::DeviceChoice;
 use super::error::{ErrorKind, ExecError};
@@ -128,16 +128,16 @@ fn finished(dir: &Path, rp: &RunPlan) -> bool {
 
 /// Starts `rp` in `dir` from `donor`'s checkpoint at step `s`: the prefix is not retrained.
 fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, ExecError> {
-    let ck_path = donor.join("checkpoints").join(format!("step-{s}.ckpt"));
+    let ck_path = step_path(donor, s);
     if !ck_path.exists() {
         return Ok(false);
     }
     let mut ck = Checkpoint::read(&ck_path)?;
     ck.run_hash = run_hash(&rp.spec);
     fs::create_dir_all(dir.join("checkpoints")).map_err(io("create directory", dir))?;
-    ck.write(&dir.join("checkpoints").join("latest.ckpt"))?;
+    ck.write(&latest_path(dir))?;
     // This run can in turn be the donor of `[0, s)` for later runs.
-    ck.write(&dir.join("checkpoints").join(format!("step-{s}.ckpt")))?;
+    ck.write(&step_path(dir, s))?;
     let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"))?;
     for row in read_metrics(&donor.join("metrics.jsonl"))?
         .iter()
@@ -158,6 +158,14 @@ pub fn run_experiment(
     opts: &ExperimentOptions,
 ) -> Result<Option<ExperimentReport>, ExecError> {
     let root = &opts.out_dir;
+    // Every run's corpus is checked before the experiment folder is touched.
+    let mut checked = Vec::new();
+    for rp in &plan.runs {
+        if !checked.contains(&(&rp.spec.data, rp.spec.batch)) {
+            train::open_corpus(&rp.spec)?;
+            checked.push((&rp.spec.data, rp.spec.batch));
+        }
+    }
     claim_dir(root, plan)?;
     for (i, rp) in plan.runs.iter().enumerate() {
         let name = &rp.spec.name;
@@ -180,7 +188,7 @@ pub fn run_experiment(
             checkpoint_at,
             tuning: opts.tuning,
         };
-        let latest = dir.join("checkpoints").join("latest.ckpt");
+        let latest = latest_path(&dir);
         let mut from = 0;
         if !latest.exists() {
             // The longest prefix an earlier run already trained (first listed on ties).

@@ -1,12 +1,12 @@
 //! The executor: trains a compiled plan with burn. The only module that touches burn, files and
 //! the GPU. It consumes `plan` types, never the AST.
 
-pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod experiment;
 pub mod grow;
+pub mod io;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
@@ -18,3 +18,4 @@ pub mod rng;
 pub mod train;
 
 pub use error::ExecError;
+pub use io::checkpoint;

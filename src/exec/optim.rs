@@ -88,130 +88,13 @@ pub struct SavedParamState {
     pub v: Option<Vec<f32>>,
 }
 
-/// Exact snapshot of all optimizer state, sorted by id. Serde formats that print floats
-/// (JSON) round-trip finite f32 exactly; [`OptimizerState::to_bytes`] is exact for every bit
-/// pattern and much smaller.
+/// Exact snapshot of all optimizer state, sorted by id. Checkpoints store the moments as
+/// safetensors tensors (exact for every bit pattern) and the rest as JSON (see
+/// `exec::checkpoint`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerState {
     pub kind: OptimizerKind,
     pub params: Vec<SavedParamState>,
-}
-
-const BYTES_MAGIC: &[u8; 8] = b"PROGCOS1";
-
-impl OptimizerState {
-    /// Compact little-endian binary encoding (f32 bit patterns preserved).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let floats: usize = self
-            .params
-            .iter()
-            .map(|p| p.m.len() + p.v.as_ref().map_or(0, Vec::len))
-            .sum();
-        let mut out = Vec::with_capacity(32 + floats * 4 + self.params.len() * 64);
-        out.extend_from_slice(BYTES_MAGIC);
-        out.push(match self.kind {
-            OptimizerKind::Adamw => 0,
-            OptimizerKind::Muon => 1,
-        });
-        put_u64(&mut out, self.params.len() as u64);
-        for p in &self.params {
-            put_u64(&mut out, p.id);
-            put_u64(&mut out, p.step);
-            put_u64(&mut out, p.shape.len() as u64);
-            for &d in &p.shape {
-                put_u64(&mut out, d as u64);
-            }
-            put_f32s(&mut out, &p.m);
-            match &p.v {
-                None => out.push(0),
-                Some(v) => {
-                    out.push(1);
-                    put_f32s(&mut out, v);
-                }
-            }
-        }
-        out
-    }
-
-    /// Decodes [`OptimizerState::to_bytes`]; a truncated or foreign buffer is an error.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ExecError> {
-        let mut r = Reader { bytes, pos: 0 };
-        if r.take(8)? != BYTES_MAGIC {
-            return Err(corrupt("optimizer state has an unknown header"));
-        }
-        let kind = match r.take(1)?[0] {
-            0 => OptimizerKind::Adamw,
-            1 => OptimizerKind::Muon,
-            k => return Err(corrupt(format!("optimizer state has unknown kind {k}"))),
-        };
-        let n = r.u64()?;
-        let mut params = Vec::new();
-        for _ in 0..n {
-            let id = r.u64()?;
-            let step = r.u64()?;
-            let rank = r.u64()?;
-            if rank > 8 {
-                return Err(corrupt(format!("parameter rank {rank} is implausible")));
-            }
-            let shape = (0..rank)
-                .map(|_| r.u64().map(|d| d as usize))
-                .collect::<Result<_, _>>()?;
-            let m = r.f32s()?;
-            let v = match r.take(1)?[0] {
-                0 => None,
-                1 => Some(r.f32s()?),
-                t => return Err(corrupt(format!("bad second-moment tag {t}"))),
-            };
-            params.push(SavedParamState {
-                id,
-                step,
-                shape,
-                m,
-                v,
-            });
-        }
-        if r.pos != bytes.len() {
-            return Err(corrupt("optimizer state has trailing bytes"));
-        }
-        Ok(OptimizerState { kind, params })
-    }
-}
-
-fn put_u64(out: &mut Vec<u8>, x: u64) {
-    out.extend_from_slice(&x.to_le_bytes());
-}
-
-fn put_f32s(out: &mut Vec<u8>, xs: &[f32]) {
-    put_u64(out, xs.len() as u64);
-    for x in xs {
-        out.extend_from_slice(&x.to_bits().to_le_bytes());
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ExecError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| corrupt("optimizer state is truncated"))?;
-        let s = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn u64(&mut self) -> Result<u64, ExecError> {
-        let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-    fn f32s(&mut self) -> Result<Vec<f32>, ExecError> {
-        let n = self.u64()? as usize;
-        let b = self.take(n.checked_mul(4).ok_or_else(|| corrupt("length overflow"))?)?;
-        Ok(b.chunks_exact(4)
-            .map(|c| f32::from_bits(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
-            .collect())
-    }
 }
 
 fn corrupt(msg: impl Into<String>) -> ExecError {
@@ -996,8 +879,6 @@ mod tests {
                 saved.params.iter().filter(|p| p.v.is_none()).count(),
                 is_muon as usize
             );
-            let bytes = OptimizerState::from_bytes(&saved.to_bytes()).unwrap();
-            assert_eq!(bytes, saved);
             let json = serde_json::to_string(&saved).unwrap();
             let state: OptimizerState = serde_json::from_str(&json).unwrap();
             assert_eq!(state, saved);
@@ -1030,9 +911,6 @@ mod tests {
         let mut dup = saved.clone();
         dup.params.push(dup.params[0].clone());
         assert!(Optimizer::<TB>::load(&spec, dup, &dev()).is_err());
-        let bytes = saved.to_bytes();
-        assert!(OptimizerState::from_bytes(&bytes[..bytes.len() - 3]).is_err());
-        assert!(OptimizerState::from_bytes(b"not a state").is_err());
     }
 
     /// Eigenvalues of a small symmetric matrix by cyclic Jacobi rotations.

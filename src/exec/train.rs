@@ -5,7 +5,7 @@
 //! - the LR at global step `s` is `peak * lr_factor(schedule, s, total)`, whatever the depth:
 //!   nothing restarts at a growth;
 //! - a growth at `tau` happens when step `tau` starts; the checkpoint written just before it
-//!   (`checkpoints/step-<tau>.ckpt`) holds the old depth, and resuming from it regrows
+//!   (`checkpoints/step-<tau>.safetensors`) holds the old depth, and resuming from it regrows
 //!   identically (growth randomness is keyed by (run seed, tau));
 //! - resume is bit-identical: model values, ParamIds, optimizer state, data cursor and step
 //!   are restored exactly, and evaluation, logging and checkpointing never change the
@@ -20,7 +20,7 @@
 //!   before it stays as it was.
 //!
 //! Output directory: `run.json` (the `RunPlan`), `metrics.jsonl`, `summary.json`, `loss.png`,
-//! `loss.svg`, `checkpoints/latest.ckpt` and `checkpoints/step-<N>.ckpt` at segment boundaries.
+//! `loss.svg`, `checkpoints/latest.safetensors` and `checkpoints/step-<N>.safetensors` at segment boundaries.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::checkpoint::{Checkpoint, Timing};
+use super::checkpoint::{
+    Checkpoint, KEEP_RECENT, Timing, latest_path, prune_recent, recent_path, step_path,
+};
 use super::data::{Batch, BatchCursor, Corpus, load_corpus, validation_batches, write_atomic};
 use super::device::{BackendTask, DeviceChoice, dispatch};
 use super::error::{ErrorKind, ExecError};
@@ -76,7 +78,7 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop cleanly once this many global steps are done (a checkpoint is written).
     pub stop_after: Option<u64>,
-    /// Extra steps at which to keep a `checkpoints/step-<N>.ckpt` (where other runs of an
+    /// Extra steps at which to keep a `checkpoints/step-<N>.safetensors` (where other runs of an
     /// experiment branch off this one), besides the ones before each growth.
     pub checkpoint_at: Vec<u64>,
     pub tuning: Tuning,
@@ -85,6 +87,8 @@ pub struct RunOptions {
 /// Trains `plan` from scratch into `opts.out_dir`.
 pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     let dir = &opts.out_dir;
+    // A bad corpus is an error before anything is written to the run directory.
+    let corpus = open_corpus(&plan.spec)?;
     std::fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
     let json = serde_json::to_string_pretty(plan).map_err(|e| {
         ExecError::new(
@@ -96,6 +100,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     write_atomic(&path, json.as_bytes()).map_err(|e| ExecError::io("write", &path, e))?;
     let job = Job {
         plan,
+        corpus: &corpus,
         dir,
         progress: opts.progress,
         stop_after: opts.stop_after,
@@ -106,7 +111,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     dispatch(opts.device, true, job)
 }
 
-/// Continues the run in `dir` from `dir/checkpoints/latest.ckpt` (`opts.out_dir` is ignored).
+/// Continues the run in `dir` from `dir/checkpoints/latest.safetensors` (`opts.out_dir` is ignored).
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
     let path = dir.join("run.json");
     let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -123,8 +128,10 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
     let ck_path = latest_path(dir);
     let ck = Checkpoint::read(&ck_path)?;
     ck.check_run(&plan.spec, &ck_path)?;
+    let corpus = open_corpus(&plan.spec)?;
     let job = Job {
         plan: &plan,
+        corpus: &corpus,
         dir,
         progress: opts.progress,
         stop_after: opts.stop_after,
@@ -133,10 +140,6 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
         resume: Some(ck),
     };
     dispatch(opts.device, true, job)
-}
-
-fn latest_path(dir: &Path) -> PathBuf {
-    dir.join("checkpoints").join("latest.ckpt")
 }
 
 /// Seed of the model init, the data order and each growth, all derived from the run seed.
@@ -210,6 +213,7 @@ fn evaluate<B: TrainBackend>(
 
 struct Job<'a> {
     plan: &'a RunPlan,
+    corpus: &'a Corpus,
     dir: &'a Path,
     progress: bool,
     stop_after: Option<u64>,
@@ -232,9 +236,8 @@ impl BackendTask for Job<'_> {
     fn run<B: TrainBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
         let started = Instant::now();
         let spec = &self.plan.spec;
-        let corpus = load_corpus(&spec.data)?;
-        check_corpus(&corpus, spec)?;
-        let val = validation_batches(&corpus, spec.batch, spec.eval_batches);
+        let corpus = self.corpus;
+        let val = validation_batches(corpus, spec.batch, spec.eval_batches);
         let (mut st, start) = match self.resume {
             None => {
                 let seed = derive_seed(spec.seed, SALT_MODEL);
@@ -294,7 +297,6 @@ impl BackendTask for Job<'_> {
         // Training losses since the last row, summed on the device (read only at a row).
         let mut window: Option<(Tensor<B::InnerBackend, 1>, u64)> = None;
         let mut seg_clock = Instant::now();
-        let ckpt_dir = self.dir.join("checkpoints");
 
         for s in start..end {
             let segment = segment_at(spec, s);
@@ -431,7 +433,11 @@ impl BackendTask for Job<'_> {
                 );
                 ck.write(&latest_path(self.dir))?;
                 if keep {
-                    ck.write(&ckpt_dir.join(format!("step-{}.ckpt", s + 1)))?;
+                    ck.write(&step_path(self.dir, s + 1))?;
+                }
+                if periodic {
+                    ck.write(&recent_path(self.dir, s + 1))?;
+                    prune_recent(self.dir, KEEP_RECENT);
                 }
             }
         }
@@ -495,6 +501,13 @@ pub fn grow_with_policy<B: TrainBackend>(
     let ids: HashSet<_> = grown.model.param_ids().into_iter().collect();
     opt.retain(&ids);
     Ok(grown.model)
+}
+
+/// Loads the run's corpus and checks that it fits the batch and the model's vocabulary.
+pub(crate) fn open_corpus(spec: &RunSpec) -> Result<Corpus, ExecError> {
+    let corpus = load_corpus(&spec.data)?;
+    check_corpus(&corpus, spec)?;
+    Ok(corpus)
 }
 
 fn check_corpus(corpus: &Corpus, spec: &RunSpec) -> Result<(), ExecError> {
@@ -591,6 +604,9 @@ mod tests {
                 resolved_path: corpus,
                 tokenizer: Tokenizer::Bytes,
                 val_fraction: 0.1,
+                format: DataFormat::Text,
+                shards: vec![],
+                val_shards: vec![],
             },
             batch: BatchSpec {
                 sequences: 4,
@@ -692,11 +708,11 @@ mod tests {
             "summary.json",
             "loss.png",
             "loss.svg",
-            "checkpoints/step-8.ckpt",
+            "checkpoints/step-8.safetensors",
         ] {
             assert!(dir.join("out").join(f).exists(), "{f}");
         }
-        let ck = Checkpoint::read(&dir.join("out/checkpoints/step-8.ckpt")).unwrap();
+        let ck = Checkpoint::read(&dir.join("out/checkpoints/step-8.safetensors")).unwrap();
         assert_eq!((ck.step, ck.depth, ck.segment), (8, 0, 0));
     }
 

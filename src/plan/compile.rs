@@ -272,8 +272,8 @@ fn build(runs: &[RunSpec], experiment: Option<String>, reference: Option<String>
 pub(crate) mod tests {
     use super::*;
     use crate::plan::spec::{
-        AdamWSpec, BatchSpec, DataSpec, DecayShape, GrowthSpec, InitSpec, OptStatePolicy,
-        OptimizerSpec, Placement, ResidualScaling, ScheduleSpec, Tokenizer,
+        AdamWSpec, BatchSpec, DataFormat, DataSpec, DecayShape, GrowthSpec, InitSpec,
+        OptStatePolicy, OptimizerSpec, Placement, ResidualScaling, ScheduleSpec, Tokenizer,
     };
 
     pub(crate) fn model(
@@ -355,6 +355,9 @@ pub(crate) mod tests {
                 resolved_path: "data/text.txt".into(),
                 tokenizer,
                 val_fraction: 0.01,
+                format: DataFormat::Text,
+                shards: vec![],
+                val_shards: vec![],
             },
             total_steps,
             optimizer: OptimizerSpec::Adamw(AdamWSpec {

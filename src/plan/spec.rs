@@ -69,17 +69,55 @@ impl Tokenizer {
     }
 }
 
-/// A text corpus, split into a training region and a held-out validation region (the tail).
+/// How a data source's files hold their tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// A text file that progc tokenizes itself (`text(...)`).
+    #[default]
+    Text,
+    /// Headerless little-endian `u16` token ids (nanoGPT's `prepare.py`).
+    Nanogpt,
+    /// llm.c shards: a 256 x `i32` header (magic, version, token count), then `u16` tokens
+    /// (magic 20240520, version 1) or `u32` tokens (magic 20240801, version 7).
+    Llmc,
+}
+
+impl DataFormat {
+    pub fn is_text(&self) -> bool {
+        *self == DataFormat::Text
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DataFormat::Text => "text",
+            DataFormat::Nanogpt => "nanogpt",
+            DataFormat::Llmc => "llmc",
+        }
+    }
+}
+
+/// A corpus, split into a training region and a validation region: a text file (`text(...)`)
+/// or a stream of pre-tokenized shards (`tokens(...)`). The token-shard fields are omitted
+/// from JSON for text, so text recipes serialize (and hash) as before.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataSpec {
     pub name: String,
-    /// Path as written in the recipe.
+    /// Path as written in the recipe (for shards, the first pattern).
     pub path: String,
     /// Path resolved against the directory of the file that declared it (pure string join).
     pub resolved_path: String,
     pub tokenizer: Tokenizer,
-    /// Fraction of tokens held out for validation, in (0, 1).
+    /// Fraction of tokens held out for validation, in (0, 1): the tail of the stream. Unused
+    /// when `val_shards` names validation files.
     pub val_fraction: f64,
+    #[serde(default, skip_serializing_if = "DataFormat::is_text")]
+    pub format: DataFormat,
+    /// Resolved shard paths or glob patterns of the training stream, in order (shards only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
+    /// Resolved validation shard paths or patterns; empty: hold out `val_fraction`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_shards: Vec<String>,
 }
 
 /// `sequences x context` tokens per optimizer step.
