@@ -7,6 +7,7 @@ pub mod device;
 pub mod error;
 pub mod experiment;
 pub mod grow;
+pub mod io;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
@@ -15,6 +16,7 @@ pub mod plot;
 pub mod precision;
 pub mod report;
 pub mod rng;
+pub mod sample;
 pub mod train;
 
 pub use error::ExecError;
