@@ -113,6 +113,50 @@ pub enum Command {
         /// Hide the progress bar.
         #[arg(long)]
         no_progress: bool,
+    /// Write a run's checkpoint as a model other tools load (`--to hf`: a transformers
+    /// GPT2LMHeadModel folder with its tokenizer files).
+    Export {
+        /// The run directory (holds run.json and checkpoints/).
+        run_dir: PathBuf,
+        /// Target format: hf.
+        #[arg(long, value_name = "FORMAT")]
+        to: String,
+        /// Output folder (must be new or empty; `--force` replaces an earlier export).
+        out_dir: PathBuf,
+        /// Export this checkpoint instead of the run's latest.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// Replace an earlier export in OUT_DIR.
+        #[arg(long)]
+        force: bool,
+        /// Skip progc_eval.json (progc's validation loss and windows; needs the run's corpus).
+        #[arg(long)]
+        no_eval: bool,
+    },
+    /// Generate text from a run's checkpoint: prints the prompt and its continuation.
+    Sample {
+        /// The run directory (holds run.json and checkpoints/).
+        run_dir: PathBuf,
+        /// Text to continue (default: start of text).
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// New tokens to generate.
+        #[arg(long, default_value_t = 200)]
+        tokens: usize,
+        /// Softmax temperature; 0 is greedy.
+        #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+        temperature: f64,
+        /// Sample only among the K most likely tokens.
+        #[arg(long, value_name = "K")]
+        top_k: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// auto | cpu | cuda | cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Sample from this checkpoint instead of the run's latest.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
     },
     /// Explain a diagnostic code in detail (`progc explain P0402`), or list all codes.
     Explain {

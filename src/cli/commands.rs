@@ -9,7 +9,9 @@ use crate::check::{check, suggest::did_you_mean};
 use crate::diagnostic::{CODES, Code, Diagnostic, SourceMap, Span, has_errors, render};
 use crate::exec::device::DeviceChoice;
 use crate::exec::experiment::{ExperimentOptions, read_plan, run_experiment};
+use crate::exec::io::{ExportFormat, ExportOptions, export};
 use crate::exec::report::{to_markdown, write_report};
+use crate::exec::sample::{SampleOptions, sample};
 use crate::exec::train::{self, RunOptions, Tuning};
 use crate::plan::render::{render_dot, render_json, render_text};
 use crate::plan::spec::ProgramSpec;
@@ -94,6 +96,38 @@ pub fn dispatch(cli: Cli) -> i32 {
             shard_tokens,
             !no_progress,
         ),
+        Command::Export {
+            run_dir,
+            to,
+            out_dir,
+            checkpoint,
+            force,
+            no_eval,
+        } => cmd_export(&run_dir, &to, out_dir, checkpoint, force, !no_eval),
+        Command::Sample {
+            run_dir,
+            prompt,
+            tokens,
+            temperature,
+            top_k,
+            seed,
+            device,
+            checkpoint,
+        } => {
+            let Ok(device) = DeviceChoice::from_str(&device) else {
+                eprintln!(
+                    "error: unknown device `{device}`\n  help: use --device cpu, cuda or cuda:N"
+                );
+                return EXIT_USER;
+            };
+            let opts = SampleOptions {
+                tokens,
+                temperature,
+                top_k,
+                seed,
+            };
+            cmd_sample(run_dir, checkpoint, prompt, opts, device)
+        }
         Command::Explain { code } => cmd_explain(code.as_deref()),
     }
 }
@@ -612,6 +646,69 @@ fn finish_run(result: Result<crate::exec::metrics::Summary, crate::exec::ExecErr
     match result {
         Ok(summary) => {
             println!("{}", summary.to_text());
+            EXIT_OK
+        }
+        Err(err) => {
+            print_exec_error(&err);
+            EXIT_IO
+        }
+    }
+}
+
+fn cmd_export(
+    run_dir: &Path,
+    to: &str,
+    out_dir: PathBuf,
+    checkpoint: Option<PathBuf>,
+    force: bool,
+    eval: bool,
+) -> i32 {
+    let result = ExportFormat::parse(to).and_then(|format| {
+        let opts = ExportOptions {
+            format,
+            out_dir,
+            checkpoint,
+            force,
+            eval,
+        };
+        export(run_dir, &opts)
+    });
+    match result {
+        Ok(r) => {
+            println!(
+                "exported step {} (depth {}) of {} to {}",
+                r.step,
+                r.depth,
+                r.checkpoint.display(),
+                r.out_dir.display()
+            );
+            if let Some((loss, windows)) = r.val {
+                println!("progc val loss {loss:.6} on {windows} windows (progc_eval.json)");
+            }
+            EXIT_OK
+        }
+        Err(err) => {
+            print_exec_error(&err);
+            EXIT_IO
+        }
+    }
+}
+
+fn cmd_sample(
+    run_dir: PathBuf,
+    checkpoint: Option<PathBuf>,
+    prompt: String,
+    opts: SampleOptions,
+    device: DeviceChoice,
+) -> i32 {
+    if let Err(err) = opts.validate() {
+        print_exec_error(&err);
+        return EXIT_USER;
+    }
+    match sample(run_dir, checkpoint, prompt, opts, device) {
+        Ok(s) => {
+            println!("{}{}", s.prompt, s.continuation);
+            eprintln!("progc: sampled from step {}", s.step);
             EXIT_OK
         }
         Err(err) => {

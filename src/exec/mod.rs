@@ -15,6 +15,7 @@ pub mod plot;
 pub mod precision;
 pub mod report;
 pub mod rng;
+pub mod sample;
 pub mod train;
 
 pub use error::ExecError;

@@ -1,0 +1,206 @@
+//! `progc export` and `progc sample` on a real (tiny) run: the files transformers needs, the
+//! eval-loss parity of the exported weights read back into progc, the refusals, and sampling.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use progc::exec::data::Batch;
+use progc::exec::io::{eval_loss, hf::from_hf};
+
+fn progc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_progc"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the progc binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// A 6-step bytes run that grows from 1 to 2 blocks with `inv_sqrt_depth` residuals.
+fn tiny_run(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("temp dir");
+    let corpus = std::fs::canonicalize("data/emma.txt").expect("bundled corpus");
+    let recipe = dir.join("r.prog");
+    std::fs::write(
+        &recipe,
+        format!(
+            "import \"std/gpt2.prog\"\nrecipe r {{\n model = gpt2_tiny {{ width: 32, heads: 2, \
+             depth: 2, context: 16, residual: inv_sqrt_depth }}\n data = text(\"{}\", \
+             tokenizer: bytes, val: 5%)\n steps = 6\n batch = 2 x 16\n eval_every = 3\n \
+             eval_batches = 2\n optimizer = adamw(lr: 1e-2)\n schedule = constant(warmup: 0)\n \
+             start depth 1\n grow at 3 to depth 2 {{ init: random, placement: top, \
+             optimizer_state: keep }}\n}}\n",
+            corpus.display()
+        ),
+    )
+    .expect("recipe");
+    let run = dir.join("run");
+    let out = progc(&[
+        "run",
+        s(&recipe),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        s(&run),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    run
+}
+
+#[test]
+fn export_writes_a_gpt2_folder_with_progcs_loss() {
+    let dir = std::env::temp_dir().join(format!("progc-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = tiny_run(&dir);
+    let hf = dir.join("hf");
+
+    let out = progc(&["export", s(&run), "--to", "hf", s(&hf)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("exported step 6 (depth 2)"),
+        "{}",
+        text(&out)
+    );
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "TOKENIZER.md",
+        "progc_eval.json",
+    ] {
+        assert!(hf.join(f).is_file(), "{f} missing");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model_type"], "gpt2");
+    assert_eq!(cfg["n_layer"], 2);
+    assert_eq!(cfg["vocab_size"], 256);
+    assert_eq!(cfg["activation_function"], "gelu");
+    assert_eq!(cfg["layer_norm_epsilon"], 1e-5);
+
+    // The exported weights, read back into progc, give progc's loss on progc's windows.
+    let ev: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("progc_eval.json")).unwrap())
+            .unwrap();
+    let context = ev["context"].as_u64().unwrap() as usize;
+    let batches: Vec<Batch> = ev["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let rows: Vec<Vec<u32>> = serde_json::from_value(b.clone()).unwrap();
+            Batch {
+                inputs: rows.iter().flat_map(|w| w[..context].to_vec()).collect(),
+                targets: rows.iter().flat_map(|w| w[1..].to_vec()).collect(),
+                sequences: rows.len(),
+                context,
+            }
+        })
+        .collect();
+    assert!(!batches.is_empty());
+    let dev = Default::default();
+    let (model, spec) = from_hf::<burn::backend::Flex>(&hf, &dev).unwrap();
+    assert_eq!(spec.depth, 2);
+    let progc_loss = ev["val_loss"].as_f64().unwrap();
+    let imported = eval_loss(&model, &batches, &dev);
+    let rel = (imported - progc_loss).abs() / progc_loss;
+    assert!(rel < 1e-6, "{imported} vs {progc_loss} ({rel})");
+
+    // Refusals: an existing export without --force, a folder that is not an export, an
+    // unknown format, a missing run; none of them panics or writes anything.
+    let again = progc(&["export", s(&run), "--to", "hf", s(&hf)]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(text(&again).contains("--force"), "{}", text(&again));
+    let forced = progc(&["export", s(&run), "--to", "hf", s(&hf), "--force"]);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced));
+    let onto_run = progc(&["export", s(&run), "--to", "hf", s(&run), "--force"]);
+    assert_eq!(onto_run.status.code(), Some(1), "{}", text(&onto_run));
+    assert!(
+        run.join("run.json").is_file(),
+        "the run directory is untouched"
+    );
+    let onnx = progc(&["export", s(&run), "--to", "onnx", s(&dir.join("x"))]);
+    assert_eq!(onnx.status.code(), Some(1), "{}", text(&onnx));
+    assert!(
+        text(&onnx).contains("unknown export format `onnx`"),
+        "{}",
+        text(&onnx)
+    );
+    let missing = progc(&[
+        "export",
+        s(&dir.join("nope")),
+        "--to",
+        "hf",
+        s(&dir.join("x")),
+    ]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains("help:"), "{}", text(&missing));
+    assert!(!dir.join("x").exists());
+    for o in [&again, &onto_run, &onnx, &missing] {
+        assert!(!text(o).contains("panicked"), "{}", text(o));
+    }
+
+    // An earlier checkpoint: the one before the growth, at depth 1.
+    let early = dir.join("early");
+    let step3 = run.join("checkpoints").join("step-3.safetensors");
+    let out = progc(&[
+        "export",
+        s(&run),
+        "--to",
+        "hf",
+        s(&early),
+        "--checkpoint",
+        s(&step3),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("(depth 1)"), "{}", text(&out));
+
+    // Sampling: deterministic per seed, the prompt first, bad flags are errors.
+    let a = progc(&[
+        "sample",
+        s(&run),
+        "--prompt",
+        "Emma",
+        "--tokens",
+        "20",
+        "--seed",
+        "3",
+    ]);
+    let b = progc(&[
+        "sample",
+        s(&run),
+        "--prompt",
+        "Emma",
+        "--tokens",
+        "20",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert_eq!(a.stdout, b.stdout);
+    assert!(String::from_utf8_lossy(&a.stdout).starts_with("Emma"));
+    for bad in [
+        &["--temperature", "-1"][..],
+        &["--top-k", "0"],
+        &["--tokens", "0"],
+        &["--device", "tpu"],
+    ] {
+        let mut args = vec!["sample", s(&run)];
+        args.extend_from_slice(bad);
+        let o = progc(&args);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
+        assert!(text(&o).contains("help:"), "{bad:?}: {}", text(&o));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
