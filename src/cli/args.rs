@@ -113,6 +113,7 @@ pub enum Command {
         /// Hide the progress bar.
         #[arg(long)]
         no_progress: bool,
+    },
     /// Write a run's checkpoint as a model other tools load (`--to hf`: a transformers
     /// GPT2LMHeadModel folder with its tokenizer files).
     Export {
