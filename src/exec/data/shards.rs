@@ -9,7 +9,8 @@
 //!   byte offset;
 //! - the set is one stream: each shard's tokens follow the previous shard's, in the order of
 //!   the recipe's list, with each glob's matches sorted by path;
-//! - tokens are read through the map and never copied whole. The vocabulary scan uses plain
+//! - tokens are read through the map and never copied whole, and the pages a window touched
+//!   are released right after it is copied (`MADV_DONTNEED`). The vocabulary scan uses plain
 //!   positioned reads into a small buffer, so opening an 18 GB shard does not leave it
 //!   resident in this process (mapped pages that were read count as resident memory);
 //! - the files must not change while a run reads them (the usual contract of a memory map).
@@ -19,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::{Advice, Mmap};
+use memmap2::{Advice, Mmap, UncheckedAdvice};
 use rayon::prelude::*;
 
 use super::{Corpus, Region, held_out};
@@ -111,7 +112,8 @@ impl ShardSet {
             let sh = &self.shards[k];
             let i = at - self.starts[k];
             let take = left.min(sh.len - i);
-            let bytes = &sh.map[sh.offset + i * sh.width..sh.offset + (i + take) * sh.width];
+            let (from, to) = (sh.offset + i * sh.width, sh.offset + (i + take) * sh.width);
+            let bytes = &sh.map[from..to];
             if sh.width == 2 {
                 out.extend(
                     bytes
@@ -125,6 +127,16 @@ impl ShardSet {
                         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
                 );
             }
+            // Give the pages back: touched pages of a map count as this process's memory, and
+            // a fault maps more than the window (measured: 250 MB resident after 100 steps of
+            // batch 2 over a 2.2 GB shard).
+            // SAFETY: a read-only file map; DONTNEED only unmaps these pages from this process,
+            // and a later read faults the same bytes back in from the file. Nothing borrows
+            // them past this point: they were copied into `out` above.
+            let _ = unsafe {
+                sh.map
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, from, to - from)
+            };
             left -= take;
             at += take;
             k += 1;
