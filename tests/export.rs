@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use progc::exec::data::Batch;
-use progc::exec::io::{eval_loss, hf::from_hf};
+use progc::exec::io::{hf::from_hf, validation_loss};
+use progc::exec::precision::Precision;
 
 fn progc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_progc"))
@@ -113,7 +114,7 @@ fn export_writes_a_gpt2_folder_with_progcs_loss() {
     let (model, spec) = from_hf::<burn::backend::Flex>(&hf, &dev).unwrap();
     assert_eq!(spec.depth, 2);
     let progc_loss = ev["val_loss"].as_f64().unwrap();
-    let imported = eval_loss(&model, &batches, &dev);
+    let imported = validation_loss(&model, &batches, &dev, Precision::F32);
     let rel = (imported - progc_loss).abs() / progc_loss;
     assert!(rel < 1e-6, "{imported} vs {progc_loss} ({rel})");
 

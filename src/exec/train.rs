@@ -39,7 +39,7 @@ use super::data::{Batch, BatchCursor, Corpus, load_corpus, validation_batches, w
 use super::device::{BackendTask, DeviceChoice, dispatch};
 use super::error::{ErrorKind, ExecError};
 use super::grow::grow;
-use super::kernels::TrainBackend;
+use super::kernels::{Kernels, TrainBackend};
 use super::metrics::{MetricRow, MetricsWriter, SegmentTiming, Summary, read_metrics};
 use super::model::Gpt2;
 use super::optim::Optimizer;
@@ -197,15 +197,25 @@ fn evaluate<B: TrainBackend>(
     device: &B::Device,
     precision: Precision,
 ) -> f64 {
+    validation_loss(&model.valid(), val, device, precision)
+}
+
+/// Mean of the per-batch losses over `val` (NaN when there is none). The training loop's
+/// evaluation and `progc export`'s recorded loss both come from here, so they agree.
+pub fn validation_loss<B: Kernels>(
+    model: &Gpt2<B>,
+    val: &[Batch],
+    device: &B::Device,
+    precision: Precision,
+) -> f64 {
     if val.is_empty() {
         return f64::NAN;
     }
-    let m = model.valid();
     let sum: f64 = val
         .iter()
         .map(|b| {
-            let (x, y) = batch_tensors::<B::InnerBackend>(b, device);
-            m.eval_loss(x, y, precision).into_scalar().elem::<f64>()
+            let (x, y) = batch_tensors::<B>(b, device);
+            model.eval_loss(x, y, precision).into_scalar().elem::<f64>()
         })
         .sum();
     sum / val.len() as f64

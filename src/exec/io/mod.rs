@@ -24,14 +24,13 @@ pub mod hf_tokenizer;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use super::checkpoint::Checkpoint;
 use super::data::{Batch, encode_text, load_corpus, validation_batches};
 use super::error::{ErrorKind, ExecError};
-use super::kernels::Kernels;
 use super::model::Gpt2;
 use super::precision::Precision;
+pub use super::train::validation_loss;
 use crate::plan::ir::RunPlan;
 use crate::plan::spec::Tokenizer;
 
@@ -139,28 +138,6 @@ pub struct ExportReport {
 
 /// The marker file of an export (provenance; also what `--force` looks for).
 const MARKER: &str = "progc_export.json";
-
-/// Mean eval loss over `val`, batch by batch, as the training loop evaluates (f32 matmuls).
-pub fn eval_loss<B: Kernels>(model: &Gpt2<B>, val: &[Batch], device: &B::Device) -> f64 {
-    if val.is_empty() {
-        return f64::NAN;
-    }
-    let ints = |xs: &[u32], b: &Batch| -> Tensor<B, 2, Int> {
-        let data: Vec<i32> = xs.iter().map(|&x| x as i32).collect();
-        Tensor::from_data(TensorData::new(data, [b.sequences, b.context]), device)
-    };
-    let sum: f64 = val
-        .iter()
-        .map(|b| {
-            let (x, y) = (ints(&b.inputs, b), ints(&b.targets, b));
-            model
-                .eval_loss(x, y, Precision::F32)
-                .into_scalar()
-                .elem::<f64>()
-        })
-        .sum();
-    sum / val.len() as f64
-}
 
 /// Each batch as its windows of `context + 1` tokens (inputs, then the last target).
 fn windows(val: &[Batch]) -> Vec<Vec<Vec<u32>>> {
@@ -327,7 +304,7 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
             }
         })?;
         let batches = validation_batches(&corpus, spec.batch, spec.eval_batches);
-        let loss = eval_loss(&model, &batches, &device);
+        let loss = validation_loss(&model, &batches, &device, Precision::F32);
         Some((loss, batches))
     } else {
         None
@@ -426,7 +403,7 @@ mod tests {
         let dev = Default::default();
         let m = Gpt2::<Flex>::new(&spec, depth, 3, &dev);
         let val = batches(spec.vocab as u32, spec.context);
-        let progc = eval_loss(&m, &val, &dev);
+        let progc = validation_loss(&m, &val, &dev, Precision::F32);
         let dir = temp(tag);
         write_dir_atomically(&dir, |d| {
             hf::write_safetensors(&d.join("model.safetensors"), &hf::hf_tensors(&m)?)?;
@@ -439,13 +416,13 @@ mod tests {
         let (back, back_spec) = hf::from_hf::<Flex>(&dir, &dev).unwrap();
         assert_eq!(back_spec.residual, ResidualScaling::None);
         assert_eq!((back_spec.width, back_spec.depth), (spec.width, depth));
-        let imported = eval_loss(&back, &val, &dev);
+        let imported = validation_loss(&back, &val, &dev, Precision::F32);
         // The same weights without the folding: what a plain copy would give.
         let unfolded = Gpt2 {
             residual: ResidualScaling::None,
             ..m
         };
-        let plain = eval_loss(&unfolded, &val, &dev);
+        let plain = validation_loss(&unfolded, &val, &dev, Precision::F32);
         let _ = std::fs::remove_dir_all(&dir);
         (progc, imported, plain)
     }
