@@ -42,9 +42,10 @@ fn write_corpus(dir: &Path) -> PathBuf {
     path
 }
 
-/// Three runs that share their 0-layer prefix up to step 10 (the first two grow there).
-fn toy_plan(corpus: &Path) -> Plan {
-    let src = format!(
+/// A toy model, its corpus and a recipe `early` (0 layers, grown to 2 at step 10 of 20),
+/// followed by `rest`.
+fn toy_source(corpus: &Path, rest: &str) -> String {
+    format!(
         r#"
         model toy {{ width: 32, heads: 2, depth: 2, context: 16 }}
         data d = text("{}", tokenizer: bytes, val: 10%)
@@ -60,15 +61,27 @@ fn toy_plan(corpus: &Path) -> Plan {
           start depth 0
           grow at 10 to depth 2
         }}
-        recipe early_zero = early {{ grow at 10 to depth 2 {{ init: zero }} }}
-        recipe late = early {{ grow at 15 to depth 2 }}
-        experiment toy_exp {{ runs: [early, early_zero, late], reference: early }}
+        {rest}
         "#,
         corpus.display()
-    );
-    let (spec, _, diags) = check_source("toy.prog", &src, &[]);
+    )
+}
+
+/// The plan of the first experiment of `toy_source(corpus, rest)`.
+fn toy_experiment(corpus: &Path, rest: &str) -> Plan {
+    let (spec, _, diags) = check_source("toy.prog", &toy_source(corpus, rest), &[]);
     assert!(!has_errors(&diags), "{diags:#?}");
     compile_experiment(&spec.experiments[0], &spec.runs)
+}
+
+/// Three runs that share their 0-layer prefix up to step 10 (the first two grow there).
+fn toy_plan(corpus: &Path) -> Plan {
+    toy_experiment(
+        corpus,
+        "recipe early_zero = early { grow at 10 to depth 2 { init: zero } }
+        recipe late = early { grow at 15 to depth 2 }
+        experiment toy_exp { runs: [early, early_zero, late], reference: early }",
+    )
 }
 
 fn opts(dir: &Path, stop_after: Option<u64>) -> ExperimentOptions {
@@ -168,5 +181,86 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let before = read_trained(&out).expect("log").len();
     run_experiment(&plan, &opts(&out, None)).expect("again");
     assert_eq!(read_trained(&out).expect("log").len(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn seeds_train_every_run_per_seed_and_report_over_them() {
+    let dir = temp("seeds");
+    let corpus = write_corpus(&dir);
+    let plan = toy_experiment(
+        &corpus,
+        "recipe late = early { grow at 15 to depth 2 }
+        experiment seeded { runs: [early, late], reference: early, seeds: [0, 5] }",
+    );
+    let names: Vec<&str> = plan.runs.iter().map(|r| r.spec.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["early@seed0", "late@seed0", "early@seed5", "late@seed5"]
+    );
+    // The 0-layer prefix [0, 10) is shared within each seed, never across seeds.
+    assert_eq!(
+        (plan.sharing.steps_separate, plan.sharing.steps_trained),
+        (80, 60)
+    );
+    let out = dir.join("exp");
+    let report = run_experiment(&plan, &opts(&out, None))
+        .expect("trained")
+        .expect("finished");
+    let steps: u64 = read_trained(&out)
+        .expect("log")
+        .iter()
+        .map(|t| t.to - t.from)
+        .sum();
+    assert_eq!(steps, 60);
+
+    // `early@seed5` is `early` with its seed replaced by 5: the same as a single run of it.
+    let alone = dir.join("early-seed5");
+    let mut early5 = plan.run("early@seed5").expect("early@seed5").spec.clone();
+    assert_eq!(early5.seed, 5);
+    early5.name = "early".into();
+    let ro = RunOptions {
+        device: DeviceChoice::Cpu,
+        out_dir: alone,
+        progress: false,
+        stop_after: None,
+        checkpoint_at: Vec::new(),
+        tuning: Default::default(),
+    };
+    let single = train::run(&compile_run(&early5).runs[0], &ro).expect("single run");
+    let final_of = |name: &str| {
+        Summary::read(&out.join(name).join("summary.json"))
+            .expect("summary")
+            .final_val_loss
+    };
+    assert_eq!(single.final_val_loss, final_of("early@seed5"));
+    // Different seeds train different models.
+    assert_ne!(final_of("early@seed0"), final_of("early@seed5"));
+
+    // The report pairs each run with the reference at its seed and summarizes over seeds.
+    assert_eq!(report.seeds, vec![0, 5]);
+    let late = report
+        .recipes
+        .iter()
+        .find(|r| r.recipe == "late")
+        .expect("late over seeds");
+    let want = [
+        final_of("late@seed0") - final_of("early@seed0"),
+        final_of("late@seed5") - final_of("early@seed5"),
+    ];
+    assert_eq!(late.gap_nats, want);
+    let gap = late.gap.as_ref().expect("two paired seeds");
+    assert!((gap.mean - (want[0] + want[1]) / 2.0).abs() < 1e-12);
+    assert_eq!(report.orderings.len(), 1);
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(
+        md.contains("## Over 2 seeds (0, 5)") && md.contains("| late@seed5 |"),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(out.join("val_vs_step.svg")).expect("plot");
+    assert!(
+        svg.contains("late (mean of 2)"),
+        "the plot has one curve per recipe"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 //! Experiments: `runs` names recipes (P0103 otherwise), listed once each, non-empty, and the
-//! `reference` is one of them (P0306).
+//! `reference` is one of them (P0306). `seeds` is optional: a count `N >= 1` (seeds `0..N`) or
+//! a non-empty list of distinct integers `>= 0` (P0201 / P0203 / P0306 otherwise).
 
 use std::collections::HashSet;
 
@@ -11,6 +12,9 @@ use super::Checker;
 use super::env::{Def, DefKind};
 use super::fields::bind_fields;
 use super::value;
+
+/// More seeds than this is almost certainly a typo (`seeds: 50` instead of `seeds: 5`).
+const MAX_SEEDS: u64 = 1000;
 
 impl<'p> Checker<'p> {
     /// Checks an experiment; `resolved` holds the recipes that produced a `RunSpec`.
@@ -25,7 +29,7 @@ impl<'p> Checker<'p> {
         let before = self.d.iter().filter(|d| d.is_error()).count();
         let b = bind_fields(
             fields,
-            &["runs", "reference"],
+            &["runs", "reference", "seeds"],
             &format!("experiment `{}`", name.name),
             &mut self.d,
         );
@@ -72,9 +76,14 @@ impl<'p> Checker<'p> {
             );
             self.d.push(diag);
         }
+        let seeds = match b.get("seeds") {
+            Some(v) => self.seed_list(v),
+            None => Some(Vec::new()),
+        };
         let errors = self.d.iter().filter(|d| d.is_error()).count() > before;
         let (runs, _) = runs?;
         let reference = reference?;
+        let seeds = seeds?;
         if errors || !runs.iter().all(|r| resolved.contains(&r.name)) {
             return None;
         }
@@ -82,7 +91,75 @@ impl<'p> Checker<'p> {
             name: name.name.clone(),
             runs: runs.iter().map(|r| r.name.clone()).collect(),
             reference: reference.name.clone(),
+            seeds,
         })
+    }
+
+    /// `seeds: N` as `0..N`, or `seeds: [a, b, ...]` as written.
+    fn seed_list(&mut self, v: &'p Value) -> Option<Vec<u64>> {
+        let items = match &v.kind {
+            ValueKind::Number(_) => {
+                let n = value::integer(v, "seeds", 1, &mut self.d)?;
+                if n > MAX_SEEDS {
+                    value::out_of_range(
+                        v.span,
+                        format!("`seeds` must be at most {MAX_SEEDS}, found {n}"),
+                        Some("each seed trains every run once more; list the seeds you need"),
+                        &mut self.d,
+                    );
+                    return None;
+                }
+                return Some((0..n).collect());
+            }
+            ValueKind::List(items) => items,
+            _ => {
+                value::mismatch(v, "a seed count or a list of seeds", &mut self.d);
+                return None;
+            }
+        };
+        if items.is_empty() {
+            self.empty_list(
+                v,
+                "seed",
+                "list the seeds, `seeds: [0, 1, 2]`, or give a count, `seeds: 3`",
+            );
+            return None;
+        }
+        let mut seeds: Vec<(u64, &Value)> = Vec::new();
+        let mut ok = true;
+        for item in items {
+            let Some(s) = value::integer(item, "seed", 0, &mut self.d) else {
+                ok = false;
+                continue;
+            };
+            if let Some((_, first)) = seeds.iter().find(|(f, _)| *f == s) {
+                self.d.push(
+                    Diagnostic::new(Code::P0306, item.span, format!("seed {s} is listed twice"))
+                        .with_label("listed again here")
+                        .with_secondary(first.span, "first listed here")
+                        .with_help(
+                            "list each seed once: a repeated seed trains the same run again",
+                        ),
+                );
+                ok = false;
+                continue;
+            }
+            seeds.push((s, item));
+        }
+        ok.then(|| seeds.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// P0306 for an empty `runs` or `seeds` list.
+    fn empty_list(&mut self, v: &Value, what: &str, help: &str) {
+        self.d.push(
+            Diagnostic::new(
+                Code::P0306,
+                v.span,
+                format!("an experiment needs at least one {what}"),
+            )
+            .with_label(format!("no {what}s"))
+            .with_help(help),
+        );
     }
 
     fn run_list(&mut self, v: &'p Value) -> Option<(Vec<&'p Ident>, &'p Value)> {
@@ -91,10 +168,10 @@ impl<'p> Checker<'p> {
             return None;
         };
         if items.is_empty() {
-            self.d.push(
-                Diagnostic::new(Code::P0306, v.span, "an experiment needs at least one run")
-                    .with_label("no runs")
-                    .with_help("list the recipes to compare: `runs: [fixed, grown]`"),
+            self.empty_list(
+                v,
+                "run",
+                "list the recipes to compare: `runs: [fixed, grown]`",
             );
             return None;
         }

@@ -93,7 +93,7 @@ fn codes_fire_where_they_should() {
         ("P0104", "optimizer o = adamw(lr: 1e-3, beta: (0.9, 0.95))"),
         (
             "P0104",
-            "experiment ex { runs: [tiny_fixed], reference: tiny_fixed, seeds: 3 }",
+            "experiment ex { runs: [tiny_fixed], reference: tiny_fixed, sedes: 3 }",
         ),
         ("P0105", "schedule s = wsdd(warmup: 2%)"),
         (
@@ -183,6 +183,30 @@ fn codes_fire_where_they_should() {
         (
             "P0103",
             "experiment ex { runs: [tiny_fixed, gpt2_tiny], reference: tiny_fixed }",
+        ),
+        (
+            "P0306",
+            "experiment ex { runs: [tiny_fixed], reference: tiny_fixed, seeds: [0, 2, 0] }",
+        ),
+        (
+            "P0306",
+            "experiment ex { runs: [tiny_fixed], reference: tiny_fixed, seeds: [] }",
+        ),
+        (
+            "P0203",
+            "experiment ex { runs: [tiny_fixed], reference: tiny_fixed, seeds: 0 }",
+        ),
+        (
+            "P0203",
+            "experiment ex { runs: [tiny_fixed], reference: tiny_fixed, seeds: [1, -2] }",
+        ),
+        (
+            "P0201",
+            "experiment ex { runs: [tiny_fixed], reference: tiny_fixed, seeds: \"five\" }",
+        ),
+        (
+            "P0201",
+            "experiment ex { runs: [tiny_fixed], reference: tiny_fixed, seeds: [0.5] }",
         ),
         (
             "P0307",
@@ -505,6 +529,27 @@ fn experiments_resolve_only_with_all_their_runs() {
         .expect("e1");
     assert_eq!(e1.reference, "tiny_fixed");
     assert_eq!(e1.runs.len(), 4);
+}
+
+#[test]
+fn seeds_are_a_count_or_a_list() {
+    let seeds = |field: &str| {
+        let src = format!(
+            "{PRELUDE}experiment ex {{ runs: [tiny_fixed, tiny_zero_random], reference: tiny_fixed{field} }}"
+        );
+        let (spec, _, diags) = check_source("t.prog", &src, &[]);
+        assert!(!has_errors(&diags), "{}", render(&diags));
+        let ex = spec
+            .experiments
+            .iter()
+            .find(|e| e.name == "ex")
+            .expect("ex");
+        ex.seeds.clone()
+    };
+    assert_eq!(seeds(""), Vec::<u64>::new());
+    assert_eq!(seeds(", seeds: 3"), vec![0, 1, 2]);
+    assert_eq!(seeds(", seeds: [4, 1, 9]"), vec![4, 1, 9]);
+    assert_eq!(seeds(", seeds: 1"), vec![0]);
 }
 
 #[test]

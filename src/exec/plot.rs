@@ -40,6 +40,8 @@ pub struct Series {
     pub dots: bool,
     /// Points highlighted with a ring (e.g. where this run grew).
     pub marks: Vec<(f64, f64)>,
+    /// A shaded band `(x, low, high)` under the curve (e.g. the spread over seeds).
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 /// A line chart: several series, optional vertical dashed markers, axis names.
@@ -156,6 +158,7 @@ const PALETTE: [RGBColor; 8] = [
 struct PlotData {
     series: Vec<Vec<(f64, f64)>>,
     marks: Vec<Vec<(f64, f64)>>,
+    bands: Vec<Vec<(f64, f64, f64)>>,
     x: (f64, f64),
     y: (f64, f64),
 }
@@ -173,7 +176,23 @@ impl PlotData {
             .iter()
             .map(|s| s.marks.iter().filter(finite).copied().collect())
             .collect();
-        let all = || series.iter().flatten();
+        let bands: Vec<Vec<(f64, f64, f64)>> = figure
+            .series
+            .iter()
+            .map(|s| {
+                s.band
+                    .iter()
+                    .filter(|b| b.0.is_finite() && b.1.is_finite() && b.2.is_finite())
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        let band_points: Vec<(f64, f64)> = bands
+            .iter()
+            .flatten()
+            .flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)])
+            .collect();
+        let all = || series.iter().flatten().chain(&band_points);
         let x_max = all()
             .map(|p| p.0)
             .chain(figure.markers.iter().copied().filter(|m| m.is_finite()))
@@ -189,6 +208,7 @@ impl PlotData {
         PlotData {
             series,
             marks,
+            bands,
             x: (0.0, x_max),
             y: (lo - pad, hi + pad),
         }
@@ -251,6 +271,24 @@ fn draw<DB: DrawingBackend>(
     for &g in &figure.markers {
         chart
             .draw_series(DashedLineSeries::new(vec![(g, y0), (g, y1)], 8, 6, growth))
+            .map_err(err)?;
+    }
+    // Bands first, so every curve stays visible on top of them.
+    for (i, band) in data.bands.iter().enumerate() {
+        if band.len() < 2 {
+            continue;
+        }
+        let color = PALETTE[i % PALETTE.len()];
+        let outline: Vec<(f64, f64)> = band
+            .iter()
+            .map(|&(x, _, hi)| (x, hi))
+            .chain(band.iter().rev().map(|&(x, lo, _)| (x, lo)))
+            .collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                outline,
+                color.mix(0.18).filled(),
+            )))
             .map_err(err)?;
     }
     for (i, (points, spec)) in data.series.iter().zip(&figure.series).enumerate() {

@@ -665,6 +665,7 @@ mod tests {
             flops,
             fixed_flops: fixed,
             ratio: flops.ratio(fixed),
+            replica: None,
         }
     }
 

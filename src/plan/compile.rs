@@ -13,7 +13,9 @@
 use petgraph::graph::NodeIndex;
 
 use super::flops::{Flops, exact_flops_per_token, param_counts};
-use super::ir::{Plan, RunPlan, Segment, Sharing, StageGraph, StageNode, Transition};
+use super::ir::{
+    Plan, Replica, RunPlan, Segment, Sharing, StageGraph, StageNode, Transition, replica_name,
+};
 use super::schedule::lr_factor;
 use super::spec::{ExperimentSpec, ModelSpec, RunSpec};
 
@@ -26,6 +28,9 @@ pub fn compile_run(spec: &RunSpec) -> Plan {
 ///
 /// `runs` should be the experiment's runs; they are taken in the order `exp.runs` names them
 /// (runs it does not name are dropped; if it names none of them, `runs` is used as given).
+/// With `seeds`, every run is planned once per seed, seed-major (every run at the first seed,
+/// then every run at the next), so a stopped experiment holds whole comparisons; runs share
+/// prefixes only within a seed, since the seed sets the init and the data order.
 pub fn compile_experiment(exp: &ExperimentSpec, runs: &[RunSpec]) -> Plan {
     let ordered: Vec<RunSpec> = exp
         .runs
@@ -37,11 +42,38 @@ pub fn compile_experiment(exp: &ExperimentSpec, runs: &[RunSpec]) -> Plan {
     } else {
         ordered
     };
-    build(
-        &ordered,
+    if exp.seeds.is_empty() {
+        return build(
+            &ordered,
+            Some(exp.name.clone()),
+            Some(exp.reference.clone()),
+        );
+    }
+    let mut replicas = Vec::new();
+    let mut expanded = Vec::new();
+    for &seed in &exp.seeds {
+        for r in &ordered {
+            replicas.push(Replica {
+                recipe: r.name.clone(),
+                seed,
+            });
+            expanded.push(RunSpec {
+                name: replica_name(&r.name, seed),
+                seed,
+                ..r.clone()
+            });
+        }
+    }
+    let mut plan = build(
+        &expanded,
         Some(exp.name.clone()),
         Some(exp.reference.clone()),
-    )
+    );
+    for (rp, replica) in plan.runs.iter_mut().zip(replicas) {
+        rp.replica = Some(replica);
+    }
+    plan.seeds = exp.seeds.clone();
+    plan
 }
 
 /// One depth-constant stretch `[start, end)` of `spec` (requires `start < end`).
@@ -246,6 +278,7 @@ fn build(runs: &[RunSpec], experiment: Option<String>, reference: Option<String>
             flops,
             fixed_flops,
             ratio: flops.ratio(fixed_flops),
+            replica: None,
         });
     }
 
@@ -265,6 +298,7 @@ fn build(runs: &[RunSpec], experiment: Option<String>, reference: Option<String>
         runs: run_plans,
         graph,
         sharing,
+        seeds: Vec::new(),
     }
 }
 
@@ -275,6 +309,7 @@ pub(crate) mod tests {
         AdamWSpec, BatchSpec, DataFormat, DataSpec, DecayShape, GrowthSpec, InitSpec,
         OptStatePolicy, OptimizerSpec, Placement, ResidualScaling, ScheduleSpec, Tokenizer,
     };
+    use std::collections::HashSet;
 
     pub(crate) fn model(
         width: usize,
@@ -562,6 +597,7 @@ pub(crate) mod tests {
             name: "sweep".into(),
             runs: vec!["tau50".into(), "tau70".into(), "tau80".into()],
             reference: "tau80".into(),
+            seeds: vec![],
         };
         let plan = compile_experiment(&exp, &runs);
         check_invariants(&plan);
@@ -644,6 +680,7 @@ pub(crate) mod tests {
             name: "e".into(),
             runs: vec!["fixed".into(), "prog".into()],
             reference: "fixed".into(),
+            seeds: vec![],
         };
         let plan = compile_experiment(&exp, &[fixed, prog]);
         check_invariants(&plan);
@@ -654,6 +691,70 @@ pub(crate) mod tests {
             plan.sharing.flops_trained,
             plan.sharing.flops_separate
         ));
+    }
+
+    #[test]
+    fn seeds_plan_every_run_per_seed_and_share_only_within_a_seed() {
+        let m = tiny();
+        let runs = [
+            zero_to_full("tau50", m.clone(), 5000, 10_000),
+            zero_to_full("tau80", m, 8000, 10_000),
+        ];
+        let exp = ExperimentSpec {
+            name: "sweep".into(),
+            runs: vec!["tau50".into(), "tau80".into()],
+            reference: "tau80".into(),
+            seeds: vec![3, 0, 7],
+        };
+        let plan = compile_experiment(&exp, &runs);
+        check_invariants(&plan);
+        let names: Vec<&str> = plan.runs.iter().map(|r| r.spec.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tau50@seed3",
+                "tau80@seed3",
+                "tau50@seed0",
+                "tau80@seed0",
+                "tau50@seed7",
+                "tau80@seed7"
+            ]
+        );
+        for r in &plan.runs {
+            let replica = r.replica.as_ref().expect("seeded runs name their recipe");
+            assert_eq!(r.spec.seed, replica.seed);
+            assert_eq!(r.spec.name, replica_name(&replica.recipe, replica.seed));
+            let reference = plan.reference_of(r).expect("every seed has its reference");
+            assert_eq!(reference.recipe(), "tau80");
+            assert_eq!(reference.spec.seed, r.spec.seed);
+        }
+        assert_eq!(plan.seeds, vec![3, 0, 7]);
+        // Each seed shares its 0-layer prefix [0, 5000) between its two runs, and no node spans
+        // two seeds.
+        for n in plan.graph.node_weights() {
+            let seeds: HashSet<u64> = n
+                .runs
+                .iter()
+                .map(|name| plan.run(name).expect("a run of the plan").spec.seed)
+                .collect();
+            assert_eq!(seeds.len(), 1, "node {n:?} spans seeds");
+        }
+        assert_eq!(plan.sharing.steps_separate, 6 * 10_000);
+        assert_eq!(plan.sharing.steps_trained, 6 * 10_000 - 3 * 5000);
+        // Without seeds the runs keep their names and their own seeds.
+        let plain = compile_experiment(
+            &ExperimentSpec {
+                seeds: vec![],
+                ..exp
+            },
+            &runs,
+        );
+        assert!(plain.runs.iter().all(|r| r.replica.is_none()));
+        assert_eq!(plain.runs[0].recipe(), "tau50");
+        assert_eq!(
+            plain.reference_of(&plain.runs[0]).map(|r| r.recipe()),
+            Some("tau80")
+        );
     }
 
     #[test]
@@ -681,6 +782,7 @@ pub(crate) mod tests {
             name: "len".into(),
             runs: vec!["short".into(), "long".into(), "flat".into()],
             reference: "long".into(),
+            seeds: vec![],
         };
         let plan = compile_experiment(&exp, &[short, long, flat]);
         check_invariants(&plan);
@@ -738,6 +840,7 @@ pub(crate) mod tests {
             name: "init".into(),
             runs: vec!["zero".into(), "random".into()],
             reference: "random".into(),
+            seeds: vec![],
         };
         // Runs are taken in the experiment's order.
         let plan = compile_experiment(&exp, &[a, b]);

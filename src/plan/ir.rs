@@ -74,6 +74,29 @@ pub struct RunPlan {
     pub fixed_flops: Flops,
     /// `flops / fixed_flops` per convention: the projected cost; `1 - ratio` is the saving.
     pub ratio: Flops,
+    /// In an experiment with `seeds`: the recipe and seed this run trains (its name is
+    /// [`replica_name`]`(recipe, seed)`). `None` otherwise: the run is its recipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<Replica>,
+}
+
+/// One seed of one recipe, in an experiment with `seeds`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Replica {
+    pub recipe: String,
+    pub seed: u64,
+}
+
+/// The run name of `recipe` trained with `seed` in a seeded experiment (also its directory).
+pub fn replica_name(recipe: &str, seed: u64) -> String {
+    format!("{recipe}@seed{seed}")
+}
+
+impl RunPlan {
+    /// The recipe this run trains (its own name outside a seeded experiment).
+    pub fn recipe(&self) -> &str {
+        self.replica.as_ref().map_or(&self.spec.name, |r| &r.recipe)
+    }
 }
 
 /// What training shared prefixes once saves, over an experiment.
@@ -97,10 +120,24 @@ pub struct Plan {
     pub runs: Vec<RunPlan>,
     pub graph: StageGraph,
     pub sharing: Sharing,
+    /// The experiment's seeds (empty: one run per recipe, each with its own seed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
 }
 
 impl Plan {
     pub fn run(&self, name: &str) -> Option<&RunPlan> {
         self.runs.iter().find(|r| r.spec.name == name)
+    }
+
+    /// The reference run that `run` is compared with: the reference recipe at the same seed.
+    pub fn reference_of(&self, run: &RunPlan) -> Option<&RunPlan> {
+        let reference = self.reference.as_deref()?;
+        if self.seeds.is_empty() {
+            return self.run(reference);
+        }
+        self.runs
+            .iter()
+            .find(|r| r.recipe() == reference && r.spec.seed == run.spec.seed)
     }
 }

@@ -212,12 +212,23 @@ fn run_block(out: &mut String, run: &RunPlan, in_experiment: bool) {
 }
 
 fn experiment_block(out: &mut String, plan: &Plan, name: &str) {
-    let reference = plan.reference.as_deref().and_then(|r| plan.run(r));
     let _ = writeln!(
         out,
         "experiment {name} (reference {})",
         plan.reference.as_deref().unwrap_or("-")
     );
+    if !plan.seeds.is_empty() {
+        let seeds: Vec<String> = plan.seeds.iter().map(u64::to_string).collect();
+        let recipes = plan.runs.len() / plan.seeds.len();
+        let _ = writeln!(
+            out,
+            "  seeds: {} ({recipes} recipes x {} seeds = {} runs, named RECIPE@seedN; each seed \
+             sets the init and the data order, and prefixes are shared within a seed)",
+            seeds.join(", "),
+            plan.seeds.len(),
+            plan.runs.len(),
+        );
+    }
     out.push_str("  ratios: /ref = run FLOPs / reference run FLOPs;\n");
     out.push_str("          /fixed = run FLOPs / a fixed full-depth run of the same length\n");
     out.push_str(
@@ -240,6 +251,7 @@ fn experiment_block(out: &mut String, plan: &Plan, name: &str) {
         .to_vec(),
     ];
     for run in &plan.runs {
+        let reference = plan.reference_of(run);
         let spec = &run.spec;
         let final_depth = spec
             .growths
@@ -546,6 +558,7 @@ mod tests {
             name: "tiny_tau".into(),
             runs: vec!["tau60".into(), "tau80".into()],
             reference: "tau80".into(),
+            seeds: vec![],
         };
         let runs = [
             zero_to_full("tau60", tiny(), 60, 100),

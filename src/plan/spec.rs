@@ -338,6 +338,11 @@ pub struct ExperimentSpec {
     /// Run (recipe) names, in the order written.
     pub runs: Vec<String>,
     pub reference: String,
+    /// `seeds: N` (seeds `0..N`) or `seeds: [a, b, ...]`, distinct, in the order written. Each
+    /// run is then trained once per seed, which replaces the recipe's own `seed` (init, data
+    /// order and growth randomness). Empty: each run once, with its recipe's seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
 }
 
 /// Everything a checked program defines.

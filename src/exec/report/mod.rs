@@ -13,6 +13,20 @@
 //! - t_mix: steps from the last growth to the first evaluation whose validation loss is within
 //!   0.5% of the reference's at the same step (reference linearly interpolated between its
 //!   evaluations); "not mixed" when no evaluation gets there.
+//!
+//! With `seeds`, every figure above is per seed, each run against the reference at the same
+//! seed, and `seeds.rs` adds, per recipe, the spread of the final validation loss over seeds
+//! and the paired gap to the reference with its 95% interval (`stats.rs`), and the ordering of
+//! the recipes by mean final loss, each step of it with its paired interval. An interval that
+//! covers 0 is marked "within noise".
+//!
+//! Invariants: results are read in plan order, one directory per plan run (`dir/<run>`), and
+//! paired figures pair runs by seed, never by position.
+
+mod seeds;
+pub mod stats;
+
+pub use seeds::{Ordering, RecipeStats};
 
 use std::path::Path;
 
@@ -23,7 +37,7 @@ use super::error::ExecError;
 use super::metrics::{MetricRow, Summary, read_metrics};
 use super::plot::{Figure, Series, plot_figure};
 use crate::plan::flops::Flops;
-use crate::plan::ir::{Plan, Sharing};
+use crate::plan::ir::{Plan, Replica, Sharing};
 use crate::plan::render::human;
 
 /// Relative tolerance of "mixed": within 0.5% of the reference.
@@ -59,6 +73,9 @@ impl RunResult {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub run: String,
+    /// The recipe and seed of this run, in an experiment with `seeds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<Replica>,
     pub final_val_loss: f64,
     /// Relative gap of the final validation loss to the reference run's.
     pub gap: f64,
@@ -88,6 +105,16 @@ pub struct ExperimentReport {
     pub device: String,
     pub runs: Vec<RunReport>,
     pub sharing: Sharing,
+    /// The experiment's seeds (empty: one run per recipe).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
+    /// Per recipe, over the seeds (with `seeds` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipes: Vec<RecipeStats>,
+    /// Recipes from the lowest mean final validation loss to the highest, each step with its
+    /// paired difference (with `seeds` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orderings: Vec<Ordering>,
 }
 
 /// Validation loss of `points` at `step`, linearly interpolated (clamped at the ends).
@@ -157,23 +184,34 @@ fn t_mix(run: &RunResult, reference: &[(u64, f64, usize)]) -> Option<u64> {
         })
 }
 
-/// Builds the report of `plan` (an experiment) from its runs' results, in plan order.
+/// Builds the report of `plan` (an experiment) from its runs' results, `results[i]` being
+/// the result of `plan.runs[i]`. Each run is compared with the reference at its seed.
 pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentReport, ExecError> {
     let reference = plan.reference.clone().unwrap_or_default();
-    let find = |name: &str| results.iter().find(|r| r.summary.run == name);
-    let Some(ref_run) = find(&reference) else {
-        return Err(ExecError::new(
+    let no_reference = |name: &str| {
+        ExecError::new(
             super::error::ErrorKind::Io,
-            format!("the reference run `{reference}` has no finished result"),
+            format!("the reference run `{name}` has no finished result"),
         )
-        .with_help("finish the experiment first: progc run FILE --experiment NAME"));
+        .with_help("finish the experiment first: progc run FILE --experiment NAME")
     };
-    let ref_points = ref_run.val_points();
+    let result_of = |name: &str| {
+        plan.runs
+            .iter()
+            .position(|r| r.spec.name == name)
+            .and_then(|i| results.get(i))
+    };
     let mut runs = Vec::new();
-    for rp in &plan.runs {
-        let Some(res) = find(&rp.spec.name) else {
-            continue;
-        };
+    let mut device = String::new();
+    for (rp, res) in plan.runs.iter().zip(results) {
+        let ref_name = plan
+            .reference_of(rp)
+            .map_or(reference.clone(), |r| r.spec.name.clone());
+        let ref_run = result_of(&ref_name).ok_or_else(|| no_reference(&ref_name))?;
+        if device.is_empty() {
+            device = ref_run.summary.device.clone();
+        }
+        let ref_points = ref_run.val_points();
         let s = &res.summary;
         let points = res.val_points();
         let spikes = rp
@@ -192,7 +230,8 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
             })
             .collect();
         runs.push(RunReport {
-            run: s.run.clone(),
+            run: rp.spec.name.clone(),
+            replica: rp.replica.clone(),
             final_val_loss: s.final_val_loss,
             gap: (s.final_val_loss - ref_run.summary.final_val_loss)
                 / ref_run.summary.final_val_loss,
@@ -211,12 +250,19 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
             t_mix: t_mix(res, &ref_points),
         });
     }
+    if runs.is_empty() {
+        return Err(no_reference(&reference));
+    }
+    let (recipes, orderings) = seeds::over_seeds(plan, &runs);
     Ok(ExperimentReport {
         experiment: plan.experiment.clone().unwrap_or_default(),
         reference,
-        device: ref_run.summary.device.clone(),
+        device,
         runs,
         sharing: plan.sharing,
+        seeds: plan.seeds.clone(),
+        recipes,
+        orderings,
     })
 }
 
@@ -230,6 +276,10 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
         "# Experiment `{}`\n\nReference run: `{}`. Device: {}.\n\n",
         r.experiment, r.reference, r.device
     );
+    if !r.recipes.is_empty() {
+        out.push_str(&seeds::markdown(r));
+        out.push_str("## Per seed\n\nEach run against the reference at the same seed.\n\n");
+    }
     out.push_str(
         "| run | final val loss | gap | FLOPs (exact) | FLOPs/ref exact | 6N emb | 6N non-emb | \
          wall s | wall/ref | growth at | spike | rise (back after) | t_mix |\n",
@@ -312,7 +362,34 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
     out
 }
 
-/// Validation loss of every run against steps and against exact FLOPs, growths ringed.
+/// One run's validation curve `(step, x, val)` and its growth rings `(x, val)`.
+fn curve(
+    run: &RunReport,
+    res: &RunResult,
+    by_flops: bool,
+) -> (Vec<(u64, f64, f64)>, Vec<(f64, f64)>) {
+    let x = |row: &MetricRow| if by_flops { row.flops } else { row.step as f64 };
+    let points = res
+        .rows
+        .iter()
+        .filter_map(|row| row.val_loss.map(|v| (row.step, x(row), v)))
+        .collect();
+    let marks = run
+        .growth_steps
+        .iter()
+        .filter_map(|&g| {
+            res.rows
+                .iter()
+                .find(|row| row.step + 1 >= g && row.val_loss.is_some())
+                .and_then(|row| row.val_loss.map(|v| (x(row), v)))
+        })
+        .collect();
+    (points, marks)
+}
+
+/// Validation loss of every run against steps and against exact FLOPs, growths ringed. With
+/// seeds: one curve per recipe, the mean over seeds at each evaluation, shaded from the lowest
+/// to the highest seed.
 fn plots(dir: &Path, r: &ExperimentReport, results: &[RunResult]) -> Result<(), ExecError> {
     for (x_name, by_flops) in [("step", false), ("training FLOPs (exact)", true)] {
         let mut figure = Figure {
@@ -322,32 +399,62 @@ fn plots(dir: &Path, r: &ExperimentReport, results: &[RunResult]) -> Result<(), 
             marker_name: "growth".into(),
             ..Figure::default()
         };
-        for run in &r.runs {
-            let Some(res) = results.iter().find(|x| x.summary.run == run.run) else {
-                continue;
-            };
-            let x = |row: &MetricRow| if by_flops { row.flops } else { row.step as f64 };
-            let points: Vec<(f64, f64)> = res
-                .rows
-                .iter()
-                .filter_map(|row| row.val_loss.map(|v| (x(row), v)))
-                .collect();
-            let marks = run
-                .growth_steps
-                .iter()
-                .filter_map(|&g| {
-                    res.rows
+        let curves: Vec<_> = r
+            .runs
+            .iter()
+            .zip(results)
+            .map(|(run, res)| curve(run, res, by_flops))
+            .collect();
+        if r.recipes.is_empty() {
+            for (run, (points, marks)) in r.runs.iter().zip(curves) {
+                figure.series.push(Series {
+                    name: run.run.clone(),
+                    points: points.iter().map(|&(_, x, v)| (x, v)).collect(),
+                    dots: true,
+                    marks,
+                    band: Vec::new(),
+                });
+            }
+        } else {
+            for stats in &r.recipes {
+                let members: Vec<usize> = (0..r.runs.len())
+                    .filter(|&i| {
+                        r.runs[i]
+                            .replica
+                            .as_ref()
+                            .is_some_and(|p| p.recipe == stats.recipe)
+                    })
+                    .collect();
+                let Some(&first) = members.first() else {
+                    continue;
+                };
+                // Evaluations every seed has (same recipe: same steps and FLOPs).
+                let mut band = Vec::new();
+                for &(step, x, _) in &curves[first].0 {
+                    let vals: Vec<f64> = members
                         .iter()
-                        .find(|row| row.step + 1 >= g && row.val_loss.is_some())
-                        .and_then(|row| row.val_loss.map(|v| (x(row), v)))
-                })
-                .collect();
-            figure.series.push(Series {
-                name: run.run.clone(),
-                points,
-                dots: true,
-                marks,
-            });
+                        .filter_map(|&i| curves[i].0.iter().find(|p| p.0 == step).map(|p| p.2))
+                        .collect();
+                    if vals.len() == members.len() && vals.iter().all(|v| v.is_finite()) {
+                        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+                        let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+                        let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        band.push((step, x, mean, lo, hi));
+                    }
+                }
+                let marks = r.runs[first]
+                    .growth_steps
+                    .iter()
+                    .filter_map(|&g| band.iter().find(|p| p.0 + 1 >= g).map(|p| (p.1, p.2)))
+                    .collect();
+                figure.series.push(Series {
+                    name: format!("{} (mean of {})", stats.recipe, members.len()),
+                    points: band.iter().map(|p| (p.1, p.2)).collect(),
+                    dots: true,
+                    marks,
+                    band: band.iter().map(|p| (p.1, p.3, p.4)).collect(),
+                });
+            }
         }
         let stem = if by_flops {
             "val_vs_flops"
@@ -431,6 +538,135 @@ mod tests {
         let (r, back) = rise(&p, 20, 0, 6, Some(45)).expect("evaluated");
         assert!((r - 0.6).abs() < 1e-12);
         assert_eq!(back, None);
+    }
+
+    /// A finished run of `rp` ending at `final_val`, evaluated at steps 9 and 19.
+    fn result(rp: &crate::plan::ir::RunPlan, final_val: f64) -> RunResult {
+        let row = |step: u64, v: f64| MetricRow {
+            step,
+            tokens: step * 128,
+            flops: step as f64 * 1e9,
+            train_loss: v,
+            val_loss: Some(v),
+            lr: 1e-3,
+            depth: 2,
+            segment: 0,
+            tok_per_s: 1e4,
+            wall_s: step as f64,
+        };
+        RunResult {
+            summary: Summary {
+                run: rp.spec.name.clone(),
+                device: "cpu".into(),
+                precision: Default::default(),
+                final_train_loss: final_val,
+                final_val_loss: final_val,
+                total_steps: rp.spec.total_steps,
+                total_tokens: 0,
+                flops: rp.flops,
+                fixed_flops: rp.fixed_flops,
+                ratio: rp.ratio,
+                growth_steps: vec![],
+                wall_s: 1.0,
+                warmup_s: 0.0,
+                train_s: 1.0,
+                segments: vec![],
+            },
+            rows: vec![row(9, final_val + 1.0), row(19, final_val)],
+        }
+    }
+
+    #[test]
+    fn seeded_report_pairs_each_run_with_the_reference_at_its_seed() {
+        use crate::plan::compile::compile_experiment;
+        use crate::plan::compile::tests::{run, tiny};
+        use crate::plan::spec::{ExperimentSpec, ScheduleSpec};
+        let flat = ScheduleSpec::Constant { warmup_steps: 0 };
+        let runs = [
+            run("a", tiny(), 2, vec![], 20, flat.clone()),
+            run("b", tiny(), 1, vec![], 20, flat.clone()),
+            run("c", tiny(), 0, vec![], 20, flat),
+        ];
+        let exp = ExperimentSpec {
+            name: "ex".into(),
+            runs: vec!["a".into(), "b".into(), "c".into()],
+            reference: "a".into(),
+            seeds: vec![0, 1, 2],
+        };
+        let plan = compile_experiment(&exp, &runs);
+        // Per seed: a = 1.0, 1.5, 2.0; b = a + 0.19, 0.20, 0.21 (a clear, paired 0.2); c = a
+        // plus -0.03, +0.04, 0 (a swing of both signs). Seed effects (0.5) dwarf both gaps.
+        let finals = |recipe: &str, seed: u64| {
+            let a = 1.0 + 0.5 * seed as f64;
+            a + match recipe {
+                "a" => 0.0,
+                "b" => [0.19, 0.2, 0.21][seed as usize],
+                _ => [-0.03, 0.04, 0.0][seed as usize],
+            }
+        };
+        let results: Vec<RunResult> = plan
+            .runs
+            .iter()
+            .map(|rp| result(rp, finals(rp.recipe(), rp.spec.seed)))
+            .collect();
+        let report = build_report(&plan, &results).expect("every run finished");
+        assert_eq!(report.seeds, vec![0, 1, 2]);
+        assert_eq!(report.runs.len(), 9);
+        // Per-seed gaps are against the same seed's reference.
+        let b1 = report
+            .runs
+            .iter()
+            .find(|r| r.run == "b@seed1")
+            .expect("b@seed1");
+        assert!((b1.gap - 0.2 / 1.5).abs() < 1e-9, "{}", b1.gap);
+        let stats = |name: &str| {
+            report
+                .recipes
+                .iter()
+                .find(|s| s.recipe == name)
+                .expect(name)
+        };
+        let a = stats("a");
+        assert_eq!(a.final_val_loss, vec![1.0, 1.5, 2.0]);
+        let sa = a.spread.as_ref().expect("finite");
+        assert!((sa.mean - 1.5).abs() < 1e-12 && (sa.sd.expect("n = 3") - 0.5).abs() < 1e-12);
+        assert_eq!(a.gap, None, "the reference has no gap to itself");
+        let gb = stats("b").gap.clone().expect("three paired seeds");
+        let half = 4.302_652_7 * 0.01 / 3f64.sqrt();
+        assert!((gb.mean - 0.2).abs() < 1e-9);
+        assert!((gb.low - (0.2 - half)).abs() < 1e-6 && !gb.within_noise());
+        let gc = stats("c").gap.clone().expect("three paired seeds");
+        assert!(gc.within_noise(), "{gc:?}");
+        // Ordering by mean: a (1.5) < c (1.5033) < b (1.7); c - a within noise, b - c not.
+        let order: Vec<(&str, &str, bool)> = report
+            .orderings
+            .iter()
+            .map(|o| {
+                let d = o.difference.as_ref().expect("paired");
+                (o.lower.as_str(), o.higher.as_str(), d.within_noise())
+            })
+            .collect();
+        assert_eq!(order, [("a", "c", true), ("c", "b", false)]);
+        let md = to_markdown(&report);
+        assert!(md.contains("## Over 3 seeds (0, 1, 2)"), "{md}");
+        assert!(
+            md.contains("| b | 1.7000 | 0.5100 | 1.1900 | 2.2100 | +0.2000 ["),
+            "{md}"
+        );
+        assert!(md.contains("3. `b`: +0.1967 ["), "{md}");
+        assert!(
+            md.contains("2. `c`: +0.0033 [") && md.contains("] within noise\n3."),
+            "{md}"
+        );
+        assert!(md.contains("| b@seed2 |"), "{md}");
+        // A diverged seed is not averaged away.
+        let mut broken = results.clone();
+        broken[4].summary.final_val_loss = f64::NAN;
+        let r = build_report(&plan, &broken).expect("report");
+        let b = r.recipes.iter().find(|s| s.recipe == "b").expect("b");
+        assert_eq!(b.spread, None);
+        assert_eq!(b.gap.as_ref().map(|g| g.n), Some(2));
+        assert!(to_markdown(&r).contains("| b | diverged |"));
     }
 
     #[test]
