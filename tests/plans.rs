@@ -88,13 +88,23 @@ fn a_tau_sweep_trains_the_zero_layer_prefix_once() {
         .expect("e5");
     let plan = compile_experiment(exp, &spec.runs);
     assert!(plan.sharing.steps_trained < plan.sharing.steps_separate);
-    // The three 0-layer runs (tau 0.5, 0.7, 0.8) share [0, 0.5T).
-    let src0: Vec<_> = plan
-        .runs
+    // At each of its 3 seeds, the three 0-layer runs (tau 0.5, 0.7, 0.8) share [0, 0.5T), and
+    // no node is shared across seeds.
+    assert_eq!(plan.seeds, vec![0, 1, 2]);
+    let first_nodes: Vec<_> = plan
+        .seeds
         .iter()
-        .filter(|r| r.spec.name.starts_with("tiny_src0_"))
+        .map(|&seed| {
+            let src0: Vec<_> = plan
+                .runs
+                .iter()
+                .filter(|r| r.recipe().starts_with("tiny_src0_") && r.spec.seed == seed)
+                .collect();
+            assert_eq!(src0.len(), 3);
+            assert_eq!(src0[0].nodes[0], src0[1].nodes[0]);
+            assert_eq!(src0[1].nodes[0], src0[2].nodes[0]);
+            src0[0].nodes[0]
+        })
         .collect();
-    assert_eq!(src0.len(), 3);
-    assert_eq!(src0[0].nodes[0], src0[1].nodes[0]);
-    assert_eq!(src0[1].nodes[0], src0[2].nodes[0]);
+    assert!(first_nodes[0] != first_nodes[1] && first_nodes[1] != first_nodes[2]);
 }
