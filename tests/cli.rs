@@ -11,6 +11,19 @@ fn progc(args: &[&str]) -> Output {
         .expect("the progc binary runs")
 }
 
+/// `progc run RECIPE --device DEVICE --no-progress --out OUT`.
+fn run_recipe(recipe: &str, device: &str, out: &str) -> Output {
+    progc(&[
+        "run",
+        recipe,
+        "--device",
+        device,
+        "--no-progress",
+        "--out",
+        out,
+    ])
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -142,15 +155,7 @@ fn run_mistakes_are_clear_errors() {
     ]);
     assert_eq!(bad_device.status.code(), Some(2), "{}", text(&bad_device));
     assert_no_panic(&bad_device);
-    let cuda = progc(&[
-        "run",
-        "examples/tiny.prog",
-        "--device",
-        "cuda",
-        "--no-progress",
-        "--out",
-        out_dir,
-    ]);
+    let cuda = run_recipe("examples/tiny.prog", "cuda", out_dir);
     assert_no_panic(&cuda);
     if cuda.status.code() != Some(0) {
         assert_eq!(cuda.status.code(), Some(1), "{}", text(&cuda));
@@ -167,15 +172,7 @@ fn run_mistakes_are_clear_errors() {
          optimizer = adamw(lr: 1e-3)\n schedule = constant(warmup: 0)\n}\n",
     )
     .expect("recipe");
-    let missing = progc(&[
-        "run",
-        recipe.to_str().expect("path"),
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--out",
-        out_dir,
-    ]);
+    let missing = run_recipe(recipe.to_str().expect("path"), "cpu", out_dir);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     assert!(text(&missing).contains("missing.txt"), "{}", text(&missing));
     assert_no_panic(&missing);
@@ -297,15 +294,11 @@ fn tokenized_shards_train_in_both_formats_and_bad_shards_write_nothing() {
         let data = format!("tokens(\"{train}\", val: {val}, format: {format}, tokenizer: bytes)");
         std::fs::write(&r, recipe(&data)).expect("recipe");
         let run_dir = dir.join(format!("run-{format}"));
-        let run = progc(&[
-            "run",
+        let run = run_recipe(
             r.to_str().expect("path"),
-            "--device",
             "cpu",
-            "--no-progress",
-            "--out",
             run_dir.to_str().expect("path"),
-        ]);
+        );
         assert_eq!(run.status.code(), Some(0), "{}", text(&run));
         assert!(run_dir.join("checkpoints/latest.safetensors").is_file());
         let summary: serde_json::Value = serde_json::from_str(
@@ -322,15 +315,11 @@ fn tokenized_shards_train_in_both_formats_and_bad_shards_write_nothing() {
     let r = dir.join("bad.prog");
     std::fs::write(&r, recipe("tokens(\"bad.bin\", tokenizer: bytes)")).expect("recipe");
     let run_dir = dir.join("run-bad");
-    let run = progc(&[
-        "run",
+    let run = run_recipe(
         r.to_str().expect("path"),
-        "--device",
         "cpu",
-        "--no-progress",
-        "--out",
         run_dir.to_str().expect("path"),
-    ]);
+    );
     assert_eq!(run.status.code(), Some(1), "{}", text(&run));
     assert!(
         text(&run).contains("bad.bin") && text(&run).contains("byte offset 4"),
