@@ -3,15 +3,19 @@
 //! Properties, for every input:
 //! - nothing panics (loading, checking, rendering every diagnostic);
 //! - every span (primary and secondary) lies inside its file and on char boundaries;
+//! - a file that parses formats (`fmt_properties`): idempotently, to the same plans;
 //! - a program without errors resolves: one `RunSpec` per recipe and one `ExperimentSpec` per
 //!   experiment, and every `RunSpec` satisfies the invariants `plan::spec` documents.
 //!
 //! The PRNG is a fixed-seed SplitMix64, so every run tests the same inputs; a failure prints
 //! the case number and the source that caused it.
 
-use progc::diagnostic::{Diagnostic, Span, has_errors, render::render};
+use progc::diagnostic::{Diagnostic, FileId, Span, has_errors, render::render};
+use progc::plan::compile_run;
+use progc::plan::render::render_json;
 use progc::plan::spec::{InitSpec, ProgramSpec};
 use progc::syntax::ast::Item;
+use progc::syntax::fmt::{FmtError, format_source};
 use progc::syntax::{Program, load_source};
 
 /// SplitMix64: tiny, fast, and good enough to pick mutations.
@@ -333,14 +337,54 @@ fn check_properties(case: &str, text: &str) -> bool {
     !spec.runs.is_empty()
 }
 
+/// The formatter's promises on one input: a file that parses formats, the output is a fixed
+/// point, and it checks to the same diagnostic codes and the same plans (JSON). Returns
+/// whether `text` parsed (so callers can see the formatter was exercised).
+fn fmt_properties(case: &str, text: &str) -> bool {
+    let meaning = |t: &str| {
+        let (program, mut diags) = load_source("fuzz.prog", t, &[]);
+        let (spec, more) = progc::check::check(&program);
+        diags.extend(more);
+        let plans: Vec<String> = spec
+            .runs
+            .iter()
+            .map(|r| render_json(&compile_run(r)))
+            .collect();
+        let codes: Vec<&str> = diags.iter().map(|d| d.code.name()).collect();
+        (plans, codes)
+    };
+    let out = match std::panic::catch_unwind(|| format_source(FileId(0), text)) {
+        Ok(Ok(out)) => out,
+        Ok(Err(FmtError::Syntax(_))) => return false,
+        Ok(Err(FmtError::Internal(e))) => panic!("{case}: fmt self-check: {e} on input {text:?}"),
+        Err(_) => panic!("{case}: fmt panicked on input {text:?}"),
+    };
+    match format_source(FileId(0), &out) {
+        Ok(again) => assert_eq!(again, out, "{case}: fmt is not idempotent on {text:?}"),
+        Err(e) => panic!("{case}: formatted text does not format: {e:?}\n{out}"),
+    }
+    assert_eq!(
+        meaning(&out),
+        meaning(text),
+        "{case}: fmt changed the meaning of {text:?}, giving {out:?}"
+    );
+    true
+}
+
 #[test]
 fn random_inputs_never_panic() {
     let mut rng = Rng(0x5EED_0001);
-    let mut resolved = 0;
+    let (mut resolved, mut formatted) = (0, 0);
     for i in 0..2000 {
         let text = random_source(&mut rng);
         resolved += check_properties(&format!("random case {i}"), &text) as usize;
+        formatted += fmt_properties(&format!("random case {i}"), &text) as usize;
     }
+    assert!(
+        formatted >= 100,
+        "only {formatted} random inputs parsed and formatted"
+    );
+    eprintln!("{formatted} of 2000 random inputs parsed and formatted");
     // The structured recipes (a fifth of the cases) must often pass the checker, or the
     // invariants above are never exercised.
     assert!(
@@ -364,9 +408,10 @@ fn mutated_recipes_keep_the_properties() {
         .collect();
     fixtures.sort();
     for p in fixtures {
+        // Lossy: the P0002 fixture is not UTF-8 on purpose.
         bases.push((
             p.display().to_string(),
-            std::fs::read_to_string(&p).unwrap(),
+            String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned(),
         ));
     }
     // The unmutated bases first: they hold the properties too.
@@ -374,7 +419,7 @@ fn mutated_recipes_keep_the_properties() {
         check_properties(name, text);
     }
     let mut rng = Rng(0x5EED_0002);
-    let mut resolved = 0;
+    let (mut resolved, mut formatted) = (0, 0);
     for i in 0..2000 {
         // paper.prog is the largest and richest input: mutate it a quarter of the time.
         let (name, text) = if rng.below(4) == 0 {
@@ -384,7 +429,13 @@ fn mutated_recipes_keep_the_properties() {
         };
         let mutant = mutate(&mut rng, text);
         resolved += check_properties(&format!("mutation {i} of {name}"), &mutant) as usize;
+        formatted += fmt_properties(&format!("mutation {i} of {name}"), &mutant) as usize;
     }
+    assert!(
+        formatted >= 300,
+        "only {formatted} mutants parsed and formatted"
+    );
+    eprintln!("{formatted} of 2000 mutants parsed and formatted");
     assert!(resolved >= 300, "only {resolved} mutants resolved a run");
     eprintln!("{resolved} of 2000 mutants resolved at least one run");
 }

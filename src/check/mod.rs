@@ -21,6 +21,11 @@ mod rules;
 pub mod suggest;
 mod value;
 
+// The language's vocabulary, for editors (completion in `lsp`).
+pub use component::{OPTIMIZER_FUNCS, SCHEDULE_FUNCS};
+pub use model::MODEL_FIELDS;
+pub use recipe::RECIPE_KEYS;
+
 #[cfg(test)]
 mod tests;
 

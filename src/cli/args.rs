@@ -159,6 +159,18 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
     },
+    /// Rewrite recipe files in the canonical layout (comments kept, meaning unchanged).
+    Fmt {
+        /// Recipe files (`.prog`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing: list the files that are not formatted and exit 1 if there are any.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run the language server on stdin and stdout (diagnostics, hover, definition,
+    /// completion, formatting), for editors.
+    Lsp,
     /// Explain a diagnostic code in detail (`progc explain P0402`), or list all codes.
     Explain {
         /// A code such as P0402; omit to list every code.

@@ -128,8 +128,71 @@ pub fn dispatch(cli: Cli) -> i32 {
             };
             cmd_sample(run_dir, checkpoint, prompt, opts, device)
         }
+        Command::Fmt { files, check } => cmd_fmt(&files, check, color),
+        Command::Lsp => match crate::lsp::run_stdio() {
+            Ok(()) => EXIT_OK,
+            Err(err) => {
+                eprintln!("error: the language server stopped: {err}");
+                EXIT_IO
+            }
+        },
         Command::Explain { code } => cmd_explain(code.as_deref()),
     }
+}
+
+/// `progc fmt`: rewrites each file in place (or, with `--check`, lists those it would change).
+/// A file that does not parse is reported and left untouched. Exit 2 for such files, else 1
+/// for IO failures or (with `--check`) unformatted files, else 0.
+fn cmd_fmt(files: &[PathBuf], check_only: bool, color: bool) -> i32 {
+    use crate::syntax::fmt::{FmtError, format_source};
+    let mut exit = EXIT_OK;
+    for file in files {
+        let bytes = match std::fs::read(file) {
+            Ok(b) => b,
+            Err(err) => {
+                eprintln!("error: cannot read {}: {err}", file.display());
+                eprintln!("  help: check the path; recipe files usually end in `.prog`");
+                exit = exit.max(EXIT_IO);
+                continue;
+            }
+        };
+        let mut map = SourceMap::new();
+        let text = match crate::syntax::load::decode(bytes) {
+            Ok(text) => text,
+            Err((text, at)) => {
+                let id = map.add(file.display().to_string(), text.clone());
+                let d = crate::syntax::load::not_utf8(id, &text, at);
+                print_diagnostics(&[d], &map, color);
+                exit = EXIT_USER;
+                continue;
+            }
+        };
+        let id = map.add(file.display().to_string(), text.clone());
+        match format_source(id, &text) {
+            Ok(out) if out == text => {}
+            Ok(_) if check_only => {
+                println!("{}", file.display());
+                exit = exit.max(EXIT_IO);
+            }
+            Ok(out) => match std::fs::write(file, out) {
+                Ok(()) => eprintln!("formatted {}", file.display()),
+                Err(err) => {
+                    eprintln!("error: cannot write {}: {err}", file.display());
+                    exit = exit.max(EXIT_IO);
+                }
+            },
+            Err(FmtError::Syntax(diags)) => {
+                print_diagnostics(&diags, &map, color);
+                exit = EXIT_USER;
+            }
+            Err(FmtError::Internal(msg)) => {
+                eprintln!("error: cannot format {}: {msg}", file.display());
+                eprintln!("  help: this is a bug in progc fmt; the file is left as it was");
+                exit = exit.max(EXIT_IO);
+            }
+        }
+    }
+    exit
 }
 
 /// Loads and checks one file. `Err(code)` when it could not be read.

@@ -1,4 +1,4 @@
-//! The command line: `progc check | plan | run | explain`.
+//! The command line: `progc check | plan | run | report | fmt | lsp | explain`.
 //!
 //! Exit codes: 0 clean (warnings allowed unless `--deny-warnings`), 2 for recipe errors and
 //! other user-input mistakes (bad flags, unknown names), 1 for IO, training and internal

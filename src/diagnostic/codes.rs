@@ -29,6 +29,7 @@ macro_rules! codes {
 codes! {
     // Syntax
     P0001, Error, "syntax error";
+    P0002, Error, "file is not UTF-8";
     // Names, imports, structure
     P0101, Error, "import not found";
     P0102, Error, "duplicate definition";

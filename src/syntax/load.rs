@@ -6,13 +6,16 @@
 //! - an import resolves relative to the importing file's directory first, then to the std
 //!   library embedded in the binary (so an installed `progc` works anywhere);
 //! - each file is loaded once: a std file reached from disk (identical text) and from the
-//!   embedded copy counts as one, so import cycles and diamonds are harmless.
+//!   embedded copy counts as one, so import cycles and diamonds are harmless;
+//! - a file that is not UTF-8 is a diagnostic (P0002) at its first invalid byte, not an IO
+//!   error; it contributes an empty module, so nothing else is reported against garbled text.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::ast::{Ident, Item, Module, Value};
 use super::parse::{parse, parse_set};
+use crate::diagnostic::Span;
 use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap};
 
 /// The std library, embedded at build time.
@@ -78,20 +81,57 @@ struct Loader {
 /// Loads `entry` from disk. Only failing to read the entry file itself is an IO error; every
 /// other problem (missing import, syntax) is a diagnostic.
 pub fn load_program(entry: &Path, sets: &[String]) -> std::io::Result<(Program, Vec<Diagnostic>)> {
-    let text = std::fs::read_to_string(entry)?;
+    let bytes = std::fs::read(entry)?;
     let name = entry.display().to_string();
     let origin = Origin::Disk(entry.to_path_buf());
-    Ok(load_with(name, text, origin, sets))
+    Ok(load_with(name, decode(bytes), origin, sets))
+}
+
+/// A file's bytes as text: `Ok` when they are UTF-8, else the text with each invalid sequence
+/// replaced by U+FFFD and the byte offset of the first one (the same offset in both, since
+/// the text before it is unchanged).
+pub fn decode(bytes: Vec<u8>) -> Result<String, (String, usize)> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(err) => {
+            let at = err.utf8_error().valid_up_to();
+            Err((String::from_utf8_lossy(err.as_bytes()).into_owned(), at))
+        }
+    }
+}
+
+/// The P0002 diagnostic for a file that is not UTF-8, at the replacement character that stands
+/// for its first invalid byte.
+pub fn not_utf8(file: FileId, text: &str, at: usize) -> Diagnostic {
+    let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+    Diagnostic::new(
+        Code::P0002,
+        Span::new(file, at, end),
+        format!("file is not valid UTF-8: invalid byte sequence at byte offset {at}"),
+    )
+    .with_label("not UTF-8")
+    .with_help(
+        "recipes must be UTF-8 text; save the file as UTF-8 (or remove the stray bytes, e.g. \
+         from a Latin-1 or UTF-16 editor)",
+    )
+}
+
+/// Loads an entry file that lives at `path` but whose text is given (an editor's unsaved
+/// buffer): imports resolve exactly as for `load_program`.
+pub fn load_text(path: &Path, text: &str, sets: &[String]) -> (Program, Vec<Diagnostic>) {
+    let name = path.display().to_string();
+    let origin = Origin::Disk(path.to_path_buf());
+    load_with(name, Ok(text.to_string()), origin, sets)
 }
 
 /// Loads an in-memory entry file (tests, fuzzing); imports resolve against the std library.
 pub fn load_source(name: &str, text: &str, sets: &[String]) -> (Program, Vec<Diagnostic>) {
-    load_with(name.to_string(), text.to_string(), Origin::Memory, sets)
+    load_with(name.to_string(), Ok(text.to_string()), Origin::Memory, sets)
 }
 
 fn load_with(
     name: String,
-    text: String,
+    text: Result<String, (String, usize)>,
     origin: Origin,
     sets: &[String],
 ) -> (Program, Vec<Diagnostic>) {
@@ -105,7 +145,7 @@ fn load_with(
         diags: Vec::new(),
         seen: HashMap::new(),
     };
-    let key = file_key(&origin, &name, &text);
+    let key = file_key(&origin, &name, text.as_ref().unwrap_or_else(|(t, _)| t));
     loader.seen.insert(key.clone(), ());
     loader.add_file(key, name, text, origin);
     for (i, set) in sets.iter().enumerate() {
@@ -124,10 +164,28 @@ fn load_with(
 }
 
 impl Loader {
-    fn add_file(&mut self, key: String, name: String, text: String, origin: Origin) {
+    fn add_file(
+        &mut self,
+        key: String,
+        name: String,
+        text: Result<String, (String, usize)>,
+        origin: Origin,
+    ) {
         // A disk copy of a std file is shown and resolved as the std file.
         let is_std = key.starts_with("std/");
         let name = if is_std { key } else { name };
+        let text = match text {
+            Ok(text) => text,
+            Err((text, at)) => {
+                let file = self.program.sources.add(name, text.clone());
+                self.diags.push(not_utf8(file, &text, at));
+                self.program.modules.push(Module {
+                    file,
+                    items: Vec::new(),
+                });
+                return;
+            }
+        };
         let file = self.program.sources.add(name, text.clone());
         if let (Origin::Disk(p), false) = (&origin, is_std) {
             self.program
@@ -156,10 +214,10 @@ impl Loader {
         if let Origin::Disk(p) = from {
             let candidate = p.parent().unwrap_or(Path::new("")).join(path);
             tried.push(candidate.display().to_string());
-            if let Ok(text) = std::fs::read_to_string(&candidate) {
+            if let Ok(bytes) = std::fs::read(&candidate) {
                 let name = candidate.display().to_string();
                 let origin = Origin::Disk(candidate);
-                return self.add_once(name, text, origin);
+                return self.add_once(name, decode(bytes), origin);
             }
         }
         // 2. The std library (also what relative imports inside std files reach).
@@ -171,7 +229,7 @@ impl Loader {
         if in_std {
             tried.push(format!("std/{std_name} (built in)"));
             if let Some(text) = StdLib::get(std_name) {
-                return self.add_once(format!("std/{std_name}"), text.to_string(), Origin::Std);
+                return self.add_once(format!("std/{std_name}"), Ok(text.to_string()), Origin::Std);
             }
         }
         let known: Vec<String> = StdLib::files().map(|(n, _)| n).collect();
@@ -186,8 +244,8 @@ impl Loader {
         );
     }
 
-    fn add_once(&mut self, name: String, text: String, origin: Origin) {
-        let key = file_key(&origin, &name, &text);
+    fn add_once(&mut self, name: String, text: Result<String, (String, usize)>, origin: Origin) {
+        let key = file_key(&origin, &name, text.as_ref().unwrap_or_else(|(t, _)| t));
         if self.seen.insert(key.clone(), ()).is_none() {
             self.add_file(key, name, text, origin);
         }
