@@ -203,15 +203,14 @@ mod tests {
 
     #[test]
     fn completes_copy_layouts_and_model_fields() {
-        let text =
-            "model m {\n  wi\n}\nrecipe r {\n  model = m\n  grow at 1 to depth 2 { init: copy(";
+        let text = "model m { width: 32 }\nmodel n {\n  wi\n}\nrecipe r {\n  model = m\n  grow at 1 to depth 2 { init: copy(";
         let (p, _) = load_source("t.prog", text, &[]);
         let labels = |items: Vec<CompletionItem>| -> Vec<String> {
             items.into_iter().map(|i| i.label).collect()
         };
         let at_copy = labels(completions(&p, text, text.len()));
         assert_eq!(at_copy, ["stack", "interleave", "last"]);
-        let in_model = labels(completions(&p, text, text.find("wi").unwrap() + 2));
+        let in_model = labels(completions(&p, text, text.find("  wi\n").unwrap() + 4));
         assert!(in_model.contains(&"width".to_string()), "{in_model:?}");
         let after_model = labels(completions(&p, text, text.find("model = ").unwrap() + 8));
         assert!(after_model.contains(&"m".to_string()), "{after_model:?}");
