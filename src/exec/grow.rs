@@ -5,8 +5,9 @@
 //!   optimizer state stays attached under `Keep`);
 //! - `Copy` layouts: the FIRST occurrence (lowest block index) of each source block is the
 //!   original block itself (same ParamIds); every further occurrence is a detached copy with
-//!   fresh ParamIds, listed in `copied_from` as `(new id, source id)` parameter by parameter,
-//!   so the copies train independently;
+//!   fresh ParamIds (keyed by the growth seed and its position, so every replica of a
+//!   data-parallel run agrees), listed in `copied_from` as `(new id, source id)` parameter
+//!   by parameter, so the copies train independently;
 //! - non-copy inits add `to - from` fresh blocks after (`Top`) or before (`Bottom`) the old ones;
 //! - `Zero`: every linear weight and bias of a new block is zero, LayerNorm gains stay 1 and
 //!   biases 0: both residual branches then output exactly zero, so the model's function is
@@ -84,7 +85,7 @@ pub fn grow<B: Backend>(
         for i in 0..to {
             let s = copy_source(layout, i, from, to);
             if used[s] {
-                let dup = old[s].duplicate();
+                let dup = old[s].duplicate(seed, &format!("grow.copies.{i}"));
                 for (n, o) in dup.param_ids().into_iter().zip(old[s].param_ids()) {
                     new_ids.push(n);
                     copied_from.push((n, o));

@@ -167,18 +167,23 @@ impl<B: Backend> Block<B> {
     ) -> Self {
         let layout = block_layout(spec.width, spec.mlp_ratio * spec.width);
         let params = layout.map(|(name, shape, role)| {
-            let data = host_init(init(role), shape, seed, &format!("{key}.{name}"));
-            new_param(ParamId::new(), data, shape, device)
+            let key = format!("{key}.{name}");
+            let data = host_init(init(role), shape, seed, &key);
+            new_param(param_id(seed, &key), data, shape, device)
         });
         Block::from_params(params)
     }
 
-    /// A copy with its own (fresh) ParamIds, detached from the source's graph.
-    pub fn duplicate(&self) -> Self {
-        Block::from_params(
-            self.params()
-                .map(|p| Param::initialized(ParamId::new(), p.val().detach().require_grad())),
-        )
+    /// A copy with its own fresh ParamIds (keyed by `(seed, key)`), detached from the
+    /// source's graph.
+    pub fn duplicate(&self, seed: u64, key: &str) -> Self {
+        let names = block_layout(1, 1).map(|(name, _, _)| name);
+        let mut i = 0;
+        Block::from_params(self.params().map(|p| {
+            let id = param_id(seed, &format!("{key}.{}", names[i]));
+            i += 1;
+            Param::initialized(id, p.val().detach().require_grad())
+        }))
     }
 }
 
@@ -257,7 +262,7 @@ impl<B: Backend> Gpt2<B> {
         let std = spec.init_std;
         let emb = |name: &str, rows: usize| {
             new_param(
-                ParamId::new(),
+                param_id(seed, name),
                 host_init(InitKind::Normal(std), [rows, d], seed, name),
                 [rows, d],
                 device,
@@ -272,8 +277,8 @@ impl<B: Backend> Gpt2<B> {
                 })
             })
             .collect();
-        let lnf_g = new_param(ParamId::new(), vec![1.0; d], [1, d], device);
-        let lnf_b = new_param(ParamId::new(), vec![0.0; d], [1, d], device);
+        let lnf_g = new_param(param_id(seed, "ln_f.g"), vec![1.0; d], [1, d], device);
+        let lnf_b = new_param(param_id(seed, "ln_f.b"), vec![0.0; d], [1, d], device);
         Gpt2 {
             wte,
             wpe,
@@ -512,6 +517,14 @@ pub fn param_to_vec<B: Backend>(p: &Param<Tensor<B, 2>>) -> Vec<f32> {
         .convert::<f32>()
         .into_vec::<f32>()
         .unwrap_or_else(|e| unreachable!("f32 data after convert: {e:?}"))
+}
+
+/// The ParamId of a new parameter: a hash of `(seed, key)`, like its values, so that every
+/// replica of a data-parallel run (in any process) names its parameters alike.
+pub fn param_id(seed: u64, key: &str) -> ParamId {
+    const SALT: u64 = 0x5041_5241_4d49_4400; // "PARAMID"
+    let mut x = fnv1a(seed ^ SALT, key.as_bytes());
+    ParamId::from(super::rng::splitmix64(&mut x))
 }
 
 fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
@@ -802,8 +815,13 @@ pub(crate) mod tests {
         for ((n1, p1), (n2, p2)) in m1.named_params().iter().zip(m2.named_params()) {
             assert_eq!(n1, &n2);
             assert_eq!(param_to_vec(p1), param_to_vec(p2), "{n1}");
-            assert_ne!(p1.id, p2.id);
+            // ParamIds are keyed by (seed, name) like the values: replicas name them alike.
+            assert_eq!(p1.id, p2.id, "{n1}");
         }
+        let ids: std::collections::HashSet<_> = m1.param_ids().into_iter().collect();
+        assert_eq!(ids.len(), m1.named_params().len(), "ids are distinct");
+        let other = Gpt2::<TB>::new(&spec, 2, 10, &dev);
+        assert!(other.param_ids().iter().all(|id| !ids.contains(id)));
         assert_eq!(m1.named_params().len(), 2 + 2 * 12 + 2);
         assert_eq!(m1.param_groups().len(), m1.named_params().len());
         let out = param_to_vec(&m1.blocks[0].out_w);
