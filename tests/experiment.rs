@@ -91,6 +91,7 @@ fn opts(dir: &Path, stop_after: Option<u64>) -> ExperimentOptions {
         progress: false,
         stop_after,
         tuning: Default::default(),
+        parallel: None,
     }
 }
 
@@ -150,6 +151,7 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
         stop_after: None,
         checkpoint_at: Vec::new(),
         tuning: Default::default(),
+        parallel: None,
     };
     let alone_summary = train::run(&late_plan.runs[0], &ro).expect("independent run");
     let late_summary = Summary::read(&out.join("late/summary.json")).expect("late summary");
@@ -226,6 +228,7 @@ fn seeds_train_every_run_per_seed_and_report_over_them() {
         stop_after: None,
         checkpoint_at: Vec::new(),
         tuning: Default::default(),
+        parallel: None,
     };
     let single = train::run(&compile_run(&early5).runs[0], &ro).expect("single run");
     let final_of = |name: &str| {

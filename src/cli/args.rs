@@ -84,6 +84,8 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         log_every: Option<u64>,
         #[command(flatten)]
+        peers: PeerArgs,
+        #[command(flatten)]
         sets: SetArgs,
     },
     /// Rebuild an experiment's report (markdown, JSON, plots) from its finished run directories.
@@ -225,4 +227,27 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+/// Data-parallel training: peers on this machine, and several machines.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// Train data-parallel on these devices, one peer each: `cpu:N` (N peers on the CPU) or a
+    /// list such as `cuda:0,cuda:1`. The recipe's batch is the global batch, split evenly.
+    #[arg(long, value_name = "LIST", conflicts_with = "device")]
+    pub devices: Option<String>,
+    /// Number of machines (nodes) in the run; every node runs the same command.
+    #[arg(long, value_name = "N", requires_all = ["node_rank", "orchestrator"],
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub nodes: Option<u32>,
+    /// This node's index, 0..N; node 0 coordinates the nodes and writes the run.
+    #[arg(long, value_name = "R", requires = "nodes")]
+    pub node_rank: Option<u32>,
+    /// HOST:PORT of node 0, which listens on PORT for the other nodes.
+    #[arg(long, value_name = "HOST:PORT", requires = "nodes")]
+    pub orchestrator: Option<String>,
+    /// Stop with an error when no peer finishes a step for this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub peer_timeout: u64,
 }

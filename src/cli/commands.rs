@@ -3,13 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::args::{Cli, Command, DiagFormat, PlanFormat, Select, ShardFormat, TokenizerArg};
+use super::args::{
+    Cli, Command, DiagFormat, PeerArgs, PlanFormat, Select, ShardFormat, TokenizerArg,
+};
 use super::report::{count, print_diagnostics, print_exec_error, use_color};
 use crate::check::{check, suggest::did_you_mean};
 use crate::diagnostic::{CODES, Code, Diagnostic, SourceMap, Span, has_errors, render};
 use crate::exec::device::DeviceChoice;
 use crate::exec::experiment::{ExperimentOptions, read_plan, run_experiment};
 use crate::exec::io::{ExportFormat, ExportOptions, export};
+use crate::exec::parallel::{Nodes, Topology, parse_devices};
 use crate::exec::report::{to_markdown, write_report};
 use crate::exec::sample::{SampleOptions, sample};
 use crate::exec::train::{self, RunOptions, Tuning};
@@ -48,8 +51,16 @@ pub fn dispatch(cli: Cli) -> i32 {
             no_progress,
             precision,
             log_every,
+            peers,
             sets,
         } => {
+            let parallel = match topology(&peers) {
+                Ok(t) => t,
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    return EXIT_USER;
+                }
+            };
             let tuning = Tuning {
                 precision,
                 log_every,
@@ -68,6 +79,7 @@ pub fn dispatch(cli: Cli) -> i32 {
                 stop_after,
                 color,
                 tuning,
+                parallel,
             };
             match (resume, file) {
                 (Some(dir), _) => finish_run(train::resume(&dir, &run_opts.for_dir(dir.clone()))),
@@ -399,6 +411,7 @@ struct RunOpts {
     stop_after: Option<u64>,
     color: bool,
     tuning: Tuning,
+    parallel: Option<Topology>,
 }
 
 impl RunOpts {
@@ -410,8 +423,62 @@ impl RunOpts {
             stop_after: self.stop_after,
             checkpoint_at: Vec::new(),
             tuning: self.tuning,
+            parallel: self.parallel.clone(),
         }
     }
+}
+
+/// The data-parallel peers of `progc run`, from `--devices` and the node flags (clap already
+/// requires the node flags together).
+fn topology(p: &PeerArgs) -> Result<Option<Topology>, String> {
+    let Some(list) = &p.devices else {
+        if p.nodes.is_some() {
+            return Err(
+                "`--nodes` needs `--devices`, the devices of this node\n  help: for \
+                        example `--devices cpu:1 --nodes 2 --node-rank 0 --orchestrator \
+                        10.0.0.1:4100`"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    };
+    let devices = parse_devices(list).map_err(|e| {
+        format!(
+            "bad --devices `{list}`: {e}\n  help: use `cpu:N` or a list such as `cuda:0,cuda:1`"
+        )
+    })?;
+    let nodes = match (p.nodes, p.node_rank, &p.orchestrator) {
+        (Some(count), Some(rank), Some(orchestrator)) => {
+            if rank >= count {
+                return Err(format!(
+                    "--node-rank {rank} is out of range for --nodes {count}\n  help: ranks \
+                     run from 0 to {}",
+                    count - 1
+                ));
+            }
+            let has_port = orchestrator
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+            if !has_port {
+                return Err(format!(
+                    "--orchestrator `{orchestrator}` is not HOST:PORT\n  help: node 0's \
+                     address, for example `--orchestrator 10.0.0.1:4100`"
+                ));
+            }
+            Some(Nodes {
+                count,
+                rank,
+                orchestrator: orchestrator.clone(),
+            })
+        }
+        (None, None, None) => None,
+        _ => unreachable!("clap requires --nodes, --node-rank and --orchestrator together"),
+    };
+    Ok(Some(Topology {
+        devices,
+        nodes,
+        peer_timeout: std::time::Duration::from_secs(p.peer_timeout),
+    }))
 }
 
 /// Loads, checks (printing the diagnostics) and returns the spec, or the exit code.
@@ -574,6 +641,7 @@ fn cmd_run_experiment(file: &Path, name: &str, sets: &[String], opts: RunOpts) -
         progress: opts.progress,
         stop_after: opts.stop_after,
         tuning: opts.tuning,
+        parallel: opts.parallel.clone(),
     };
     match run_experiment(plan, &exp_opts) {
         Ok(Some(report)) => {

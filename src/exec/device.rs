@@ -82,7 +82,7 @@ pub fn dispatch<T: BackendTask>(
 }
 
 /// The error for a panic caught while training.
-fn panic_error(payload: &(dyn std::any::Any + Send)) -> ExecError {
+pub(crate) fn panic_error(payload: &(dyn std::any::Any + Send)) -> ExecError {
     let msg = payload
         .downcast_ref::<String>()
         .map(String::as_str)

@@ -14,6 +14,8 @@ pub enum ErrorKind {
     Checkpoint,
     /// Training diverged (NaN or inf loss).
     Diverged,
+    /// A peer of a data-parallel run failed, disagreed or stopped answering.
+    Parallel,
     /// Out of memory, or another resource limit.
     Resource,
     /// A bug in progc.

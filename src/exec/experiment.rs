@@ -35,6 +35,8 @@ pub struct ExperimentOptions {
     /// Stop (cleanly, resumable) once the run being trained reaches this global step.
     pub stop_after: Option<u64>,
     pub tuning: Tuning,
+    /// Train every run data-parallel on these peers.
+    pub parallel: Option<crate::exec::parallel::Topology>,
 }
 
 /// One stretch of actual training.
@@ -187,6 +189,7 @@ pub fn run_experiment(
             stop_after: opts.stop_after,
             checkpoint_at,
             tuning: opts.tuning,
+            parallel: opts.parallel.clone(),
         };
         let latest = latest_path(&dir);
         let mut from = 0;

@@ -178,6 +178,18 @@ pub struct Summary {
     pub warmup_s: f64,
     pub train_s: f64,
     pub segments: Vec<SegmentTiming>,
+    /// Data-parallel runs: each local peer's own throughput.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerThroughput>,
+}
+
+/// One peer's throughput over its session: the tokens of its share of the batches per second
+/// of training (warm-up steps excluded).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerThroughput {
+    pub rank: usize,
+    pub device: String,
+    pub tok_per_s: f64,
 }
 
 fn si(x: f64) -> String {
@@ -278,6 +290,22 @@ impl Summary {
                 "    segment {}  depth {:>3}  steps {:>7}..{:<7} {:>9.1} s",
                 seg.index, seg.depth, seg.start_step, seg.end_step, seg.wall_s
             ));
+        }
+        if !self.peers.is_empty() {
+            let global: f64 = self.peers.iter().map(|p| p.tok_per_s).sum();
+            line(format!(
+                "  throughput      {} tok/s over this node's {} peers",
+                si(global),
+                self.peers.len()
+            ));
+            for p in &self.peers {
+                line(format!(
+                    "    peer {:<3} {:<8} {:>9} tok/s",
+                    p.rank,
+                    p.device,
+                    si(p.tok_per_s)
+                ));
+            }
         }
         s
     }
@@ -431,11 +459,27 @@ mod tests {
                     wall_s: 6.5,
                 },
             ],
+            peers: vec![
+                PeerThroughput {
+                    rank: 0,
+                    device: "cpu".into(),
+                    tok_per_s: 3000.0,
+                },
+                PeerThroughput {
+                    rank: 1,
+                    device: "cpu".into(),
+                    tok_per_s: 2500.0,
+                },
+            ],
         };
         let path = dir.join("summary.json");
         s.write(&path).unwrap();
         assert_eq!(Summary::read(&path).unwrap(), s);
         let text = s.to_text();
+        assert!(
+            text.contains("5.500k tok/s over this node's 2 peers"),
+            "{text}"
+        );
         assert!(text.contains("zero_to_12"), "{text}");
         assert!(text.contains("800"), "{text}");
         assert!(text.contains("0.500"), "{text}");

@@ -11,6 +11,7 @@ pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod precision;
 pub mod report;

@@ -33,16 +33,19 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint::{
-    Checkpoint, KEEP_RECENT, Timing, latest_path, prune_recent, recent_path, step_path,
+    Checkpoint, KEEP_RECENT, Timing, latest_path, prune_recent, recent_path, run_hash, step_path,
 };
 use super::data::{Batch, BatchCursor, Corpus, load_corpus, validation_batches, write_atomic};
 use super::device::{BackendTask, DeviceChoice, dispatch};
 use super::error::{ErrorKind, ExecError};
 use super::grow::grow;
 use super::kernels::{Kernels, TrainBackend};
-use super::metrics::{MetricRow, MetricsWriter, SegmentTiming, Summary, read_metrics};
+use super::metrics::{
+    MetricRow, MetricsWriter, PeerThroughput, SegmentTiming, Summary, read_metrics,
+};
 use super::model::Gpt2;
 use super::optim::Optimizer;
+use super::parallel::{self, Peer, Topology, model_digest};
 use super::plot::plot_losses;
 use super::precision::Precision;
 use super::rng::splitmix64;
@@ -82,12 +85,18 @@ pub struct RunOptions {
     /// experiment branch off this one), besides the ones before each growth.
     pub checkpoint_at: Vec<u64>,
     pub tuning: Tuning,
+    /// Data parallel: train on these peers instead of `device` (see [`super::parallel`]).
+    pub parallel: Option<Topology>,
 }
 
 /// Trains `plan` from scratch into `opts.out_dir`.
 pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     let dir = &opts.out_dir;
-    // A bad corpus is an error before anything is written to the run directory.
+    // A bad corpus, or a batch that does not split over the peers, is an error before
+    // anything is written to the run directory.
+    if let Some(topo) = &opts.parallel {
+        topo.check_batch(plan.spec.batch.sequences)?;
+    }
     let corpus = open_corpus(&plan.spec)?;
     std::fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
     let json = serde_json::to_string_pretty(plan).map_err(|e| {
@@ -98,17 +107,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     })?;
     let path = dir.join("run.json");
     write_atomic(&path, json.as_bytes()).map_err(|e| ExecError::io("write", &path, e))?;
-    let job = Job {
-        plan,
-        corpus: &corpus,
-        dir,
-        progress: opts.progress,
-        stop_after: opts.stop_after,
-        checkpoint_at: &opts.checkpoint_at,
-        tuning: opts.tuning,
-        resume: None,
-    };
-    dispatch(opts.device, true, job)
+    launch(plan, corpus, dir, opts, None)
 }
 
 /// Continues the run in `dir` from `dir/checkpoints/latest.safetensors` (`opts.out_dir` is ignored).
@@ -128,18 +127,80 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
     let ck_path = latest_path(dir);
     let ck = Checkpoint::read(&ck_path)?;
     ck.check_run(&plan.spec, &ck_path)?;
+    if let Some(topo) = &opts.parallel {
+        topo.check_batch(plan.spec.batch.sequences)?;
+    }
     let corpus = open_corpus(&plan.spec)?;
-    let job = Job {
-        plan: &plan,
-        corpus: &corpus,
-        dir,
-        progress: opts.progress,
-        stop_after: opts.stop_after,
-        checkpoint_at: &opts.checkpoint_at,
-        tuning: opts.tuning,
-        resume: Some(ck),
+    launch(&plan, corpus, dir, opts, Some(ck))
+}
+
+/// Trains on `opts.device`, or on every peer of `opts.parallel`; the summary is the leader's,
+/// with each local peer's throughput.
+fn launch(
+    plan: &RunPlan,
+    corpus: Corpus,
+    dir: &Path,
+    opts: &RunOptions,
+    resume: Option<Checkpoint>,
+) -> Result<Summary, ExecError> {
+    let Some(topo) = &opts.parallel else {
+        let job = Job {
+            plan,
+            corpus: &corpus,
+            dir,
+            progress: opts.progress,
+            stop_after: opts.stop_after,
+            checkpoint_at: &opts.checkpoint_at,
+            tuning: opts.tuning,
+            resume,
+            peer: None,
+        };
+        return dispatch(opts.device, true, job);
     };
-    dispatch(opts.device, true, job)
+    let shared = std::sync::Arc::new((
+        plan.clone(),
+        corpus,
+        dir.to_path_buf(),
+        opts.checkpoint_at.clone(),
+        resume,
+    ));
+    let (progress, stop_after, tuning) = (opts.progress, opts.stop_after, opts.tuning);
+    let summaries = parallel::launch(topo, move |peer| {
+        let (plan, corpus, dir, checkpoint_at, resume) = &*shared;
+        let job = Job {
+            plan,
+            corpus,
+            dir,
+            progress: progress && peer.leader(),
+            stop_after,
+            checkpoint_at,
+            tuning,
+            resume: resume.clone(),
+            peer: Some(&peer),
+        };
+        dispatch(peer.device, peer.leader(), job)
+    })?;
+    let mut summary = summaries[0].clone();
+    summary.peers = summaries.iter().flat_map(|s| s.peers.clone()).collect();
+    summary.device = describe(topo);
+    if topo.nodes.as_ref().is_none_or(|n| n.rank == 0) {
+        summary.write(&dir.join("summary.json"))?;
+    }
+    Ok(summary)
+}
+
+/// `cpu x 2`, or `cuda:0, cuda:1 on each of 2 nodes`.
+fn describe(topo: &Topology) -> String {
+    let names: Vec<String> = topo.devices.iter().map(|d| d.to_string()).collect();
+    let local = if names.iter().all(|n| *n == names[0]) && names.len() > 1 {
+        format!("{} x {}", names[0], names.len())
+    } else {
+        names.join(", ")
+    };
+    match &topo.nodes {
+        Some(n) => format!("{local} on each of {} nodes", n.count),
+        None => local,
+    }
 }
 
 /// Seed of the model init, the data order and each growth, all derived from the run seed.
@@ -230,6 +291,8 @@ struct Job<'a> {
     checkpoint_at: &'a [u64],
     tuning: Tuning,
     resume: Option<Checkpoint>,
+    /// This thread's peer in a data-parallel run.
+    peer: Option<&'a Peer>,
 }
 
 /// Everything the loop mutates.
@@ -244,6 +307,25 @@ impl BackendTask for Job<'_> {
     type Output = Summary;
 
     fn run<B: TrainBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
+        let Some(peer) = self.peer else {
+            return self.train::<B>(device, name);
+        };
+        peer.register::<B::InnerBackend>(&device)?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.train::<B>(device, name)
+        }))
+        .unwrap_or_else(|p| Err(super::device::panic_error(p.as_ref())));
+        match &result {
+            Ok(_) => peer.finish::<B::InnerBackend>()?,
+            // Wake the local peers waiting on this one, with an error of their own.
+            Err(_) => peer.abort::<B::InnerBackend>(),
+        }
+        result
+    }
+}
+
+impl Job<'_> {
+    fn train<B: TrainBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
         let started = Instant::now();
         let spec = &self.plan.spec;
         let corpus = self.corpus;
@@ -273,12 +355,22 @@ impl BackendTask for Job<'_> {
                 )
             }
         };
+        // In a data-parallel run only the leader evaluates and writes; every collective call
+        // below runs on all peers under the same conditions.
+        let peer = self.peer;
+        let leader = peer.is_none_or(Peer::leader);
+        let run_id = u64::from_str_radix(&run_hash(spec), 16).unwrap_or(0);
+        if let Some(p) = peer {
+            p.agree::<B::InnerBackend>("at the start", run_id, model_digest(&st.model), &device)?;
+        }
         let metrics_path = self.dir.join("metrics.jsonl");
-        let mut metrics = if start == 0 {
-            MetricsWriter::create(&metrics_path)?
-        } else {
-            MetricsWriter::resume(&metrics_path, start)?
+        let mut metrics = match (leader, start) {
+            (false, _) => None,
+            (true, 0) => Some(MetricsWriter::create(&metrics_path)?),
+            (true, _) => Some(MetricsWriter::resume(&metrics_path, start)?),
         };
+        let train_s0 = st.timing.train_s;
+        let mut timed_steps = 0u64; // steps of this session outside warm-up
         let total = spec.total_steps;
         let end = self.stop_after.map_or(total, |k| k.clamp(start, total));
         let bar = if self.progress {
@@ -317,7 +409,15 @@ impl BackendTask for Job<'_> {
                 st.model = grow_with_policy(st.model, &mut st.opt, g, &spec.model, seed, &device)?;
                 groups = st.model.param_groups();
                 fresh_build = true;
-                let v = evaluate(&st.model, &val, &device, precision);
+                if let Some(p) = peer {
+                    let when = format!("after the growth at step {s}");
+                    p.agree::<B::InnerBackend>(&when, run_id, model_digest(&st.model), &device)?;
+                }
+                let v = if leader {
+                    evaluate(&st.model, &val, &device, precision)
+                } else {
+                    f64::NAN
+                };
                 post_growth_val = Some(v);
                 bar.println(format!(
                     "step {s}: grew depth {} -> {} ({:?}), val loss {v:.4}",
@@ -340,6 +440,10 @@ impl BackendTask for Job<'_> {
             let t0 = Instant::now();
             let lr = spec.optimizer.peak_lr() * lr_factor(&spec.schedule, s, total);
             let batch = st.cursor.next_train(&corpus, spec.batch);
+            let batch = match peer {
+                Some(p) => p.share(batch),
+                None => batch,
+            };
             let (x, y) = batch_tensors::<B>(&batch, &device);
             let out = st.model.train_loss(x, y, precision);
             let last = s + 1 == total;
@@ -353,15 +457,25 @@ impl BackendTask for Job<'_> {
                 None => (out.loss, 1),
             });
             let grads = GradientsParams::from_grads(out.surrogate.backward(), &st.model);
+            let grads = match peer {
+                Some(p) => p.mean_grads::<B>(grads, &st.model)?,
+                None => grads,
+            };
             let (model, _) = st.opt.step_deferred(st.model, grads, lr, &groups);
             // Read only now, with the whole step queued, so the device is never left idle
             // waiting for the host between the forward and the backward pass.
-            let train_loss = if log {
-                window
-                    .take()
-                    .map(|(sum, k)| sum.into_scalar().elem::<f64>() / k as f64)
-            } else {
-                None
+            let train_loss = match window.take() {
+                Some((sum, k)) if log => {
+                    let sum = match peer {
+                        Some(p) => p.mean(sum)?,
+                        None => sum,
+                    };
+                    Some(sum.into_scalar().elem::<f64>() / k as f64)
+                }
+                kept => {
+                    window = kept;
+                    None
+                }
             };
             st.model = model;
             let dt = t0.elapsed().as_secs_f64();
@@ -370,6 +484,7 @@ impl BackendTask for Job<'_> {
                 fresh_build = false;
             } else {
                 st.timing.train_s += dt;
+                timed_steps += 1;
                 since_log.0 += 1;
                 since_log.1 += dt;
             }
@@ -377,7 +492,9 @@ impl BackendTask for Job<'_> {
             if let Some(tl) = train_loss {
                 let val_loss = match post_growth_val {
                     Some(v) => Some(v),
-                    None if need_eval => Some(evaluate(&st.model, &val, &device, precision)),
+                    None if need_eval && leader => {
+                        Some(evaluate(&st.model, &val, &device, precision))
+                    }
                     None => None,
                 };
                 let wall = wall0 + started.elapsed().as_secs_f64();
@@ -399,7 +516,9 @@ impl BackendTask for Job<'_> {
                     tok_per_s,
                     wall_s: wall,
                 };
-                metrics.write(&row)?;
+                if let Some(m) = &mut metrics {
+                    m.write(&row)?;
+                }
                 st.timing.last_train_loss = Some(tl);
                 if val_loss.is_some() {
                     st.timing.last_val_loss = val_loss;
@@ -421,6 +540,9 @@ impl BackendTask for Job<'_> {
                 ));
             }
             bar.set_position(s + 1);
+            if let Some(p) = peer {
+                p.beat();
+            }
             if let Some(t) = st.timing.segments.last_mut() {
                 t.end_step = s + 1;
                 t.wall_s += seg_clock.elapsed().as_secs_f64();
@@ -430,7 +552,7 @@ impl BackendTask for Job<'_> {
             // Checkpoints: before a growth (kept), periodically, at the end and at a stop.
             let periodic = spec.checkpoint_every > 0 && (s + 1) % spec.checkpoint_every == 0;
             let keep = growth_next || self.checkpoint_at.contains(&(s + 1));
-            if keep || periodic || last || s + 1 == end {
+            if leader && (keep || periodic || last || s + 1 == end) {
                 st.timing.wall_s = wall0 + started.elapsed().as_secs_f64();
                 let ck = Checkpoint::capture(
                     spec,
@@ -452,6 +574,10 @@ impl BackendTask for Job<'_> {
             }
         }
         bar.finish_and_clear();
+        if let Some(p) = peer {
+            // Identical averaged gradients must have kept the replicas identical.
+            p.agree::<B::InnerBackend>("at the end", run_id, model_digest(&st.model), &device)?;
+        }
 
         st.timing.wall_s = wall0 + started.elapsed().as_secs_f64();
         let flops = flops_until(spec, end);
@@ -472,8 +598,22 @@ impl BackendTask for Job<'_> {
             warmup_s: st.timing.warmup_s,
             train_s: st.timing.train_s,
             segments: st.timing.segments.clone(),
+            peers: peer.map_or_else(Vec::new, |p| {
+                let tokens = (timed_steps * tps) as f64 / p.world as f64;
+                vec![PeerThroughput {
+                    rank: p.rank,
+                    device: name.to_string(),
+                    tok_per_s: tokens / (st.timing.train_s - train_s0),
+                }]
+            }),
         };
-        summary.write(&self.dir.join("summary.json"))?;
+        if !leader {
+            return Ok(summary);
+        }
+        // A data-parallel summary is written by `launch`, with every peer's throughput.
+        if peer.is_none() {
+            summary.write(&self.dir.join("summary.json"))?;
+        }
         let rows = read_metrics(&metrics_path)?;
         let title = format!("{} ({} steps)", spec.name, total);
         if let Err(e) = plot_losses(
@@ -677,6 +817,7 @@ mod tests {
             stop_after,
             checkpoint_at: Vec::new(),
             tuning: Tuning::default(),
+            parallel: None,
         }
     }
 

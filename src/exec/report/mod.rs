@@ -571,6 +571,7 @@ mod tests {
                 warmup_s: 0.0,
                 train_s: 1.0,
                 segments: vec![],
+                peers: vec![],
             },
             rows: vec![row(9, final_val + 1.0), row(19, final_val)],
         }
