@@ -184,7 +184,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::kw_x => "`x`",
         Rule::ident | Rule::ident_raw => "a name",
         Rule::key => "a field name",
-        Rule::value | Rule::product | Rule::call | Rule::reference | Rule::tuple | Rule::list => {
+        Rule::value | Rule::call | Rule::reference | Rule::tuple | Rule::list => {
             "a value"
         }
         Rule::quantity | Rule::number => "a number",
@@ -330,20 +330,23 @@ impl Conv {
     }
 
     fn value(&self, p: Pair<Rule>) -> Value {
-        // `value` wraps exactly one product or atom.
-        let p = if p.as_rule() == Rule::value {
-            p.into_inner().next().expect("value")
-        } else {
-            p
-        };
+        // `value` is one atom with an optional `x atom`.
+        debug_assert_eq!(p.as_rule(), Rule::value);
+        let span = self.span(&p);
+        let mut it = p.into_inner().filter(|q| q.as_rule() != Rule::kw_x);
+        let a = self.atom(it.next().expect("atom"));
+        match it.next() {
+            Some(b) => Value {
+                kind: ValueKind::Product(Box::new(a), Box::new(self.atom(b))),
+                span,
+            },
+            None => a,
+        }
+    }
+
+    fn atom(&self, p: Pair<Rule>) -> Value {
         let span = self.span(&p);
         let kind = match p.as_rule() {
-            Rule::product => {
-                let mut it = p.into_inner().filter(|q| q.as_rule() != Rule::kw_x);
-                let a = self.value(it.next().expect("left"));
-                let b = self.value(it.next().expect("right"));
-                ValueKind::Product(Box::new(a), Box::new(b))
-            }
             Rule::quantity => {
                 let mut it = p.into_inner();
                 let num = number(it.next().expect("number").as_str());
@@ -372,9 +375,23 @@ impl Conv {
                     .collect();
                 ValueKind::Call(name, args)
             }
-            Rule::tuple => ValueKind::Tuple(p.into_inner().map(|v| self.value(v)).collect()),
+            Rule::tuple => {
+                let mut trailing_comma = false;
+                let mut items: Vec<Value> = p
+                    .into_inner()
+                    .filter(|q| {
+                        trailing_comma |= q.as_rule() == Rule::comma;
+                        q.as_rule() == Rule::value
+                    })
+                    .map(|v| self.value(v))
+                    .collect();
+                if items.len() == 1 && !trailing_comma {
+                    // `(v)`: a parenthesized value, spanned without its parentheses.
+                    return items.pop().expect("one item");
+                }
+                ValueKind::Tuple(items)
+            }
             Rule::list => ValueKind::List(p.into_inner().map(|v| self.value(v)).collect()),
-            Rule::value => return self.value(p), // a parenthesized value
             other => unreachable!("not a value rule: {other:?}"),
         };
         Value { kind, span }
@@ -544,5 +561,45 @@ mod tests {
             &src[fields[0].value.span.start..fields[0].value.span.end],
             "128"
         );
+    }
+
+    /// The value of `model m { f: SRC }`.
+    fn field_value(src: &str) -> Value {
+        let m = parse_ok(&format!("model m {{ f: {src} }}"));
+        let Item::Model { fields, .. } = &m.items[0] else {
+            panic!()
+        };
+        fields[0].value.clone()
+    }
+
+    #[test]
+    fn parentheses_group_tuples_and_products() {
+        // One element without a trailing comma is the element itself, spanned inside the parens.
+        let v = field_value("((7))");
+        assert!(matches!(v.kind, ValueKind::Number(n) if n.value == 7.0), "{v:?}");
+        assert_eq!(v.span.end - v.span.start, 1);
+        // A trailing comma makes a one-element tuple; more elements make a tuple.
+        assert!(matches!(field_value("(7,)").kind, ValueKind::Tuple(t) if t.len() == 1));
+        assert!(matches!(field_value("(1, 2,)").kind, ValueKind::Tuple(t) if t.len() == 2));
+        // A product takes one `x`; parentheses nest products.
+        let ValueKind::Product(a, b) = field_value("(2 x 3) x 4").kind else {
+            panic!()
+        };
+        assert!(matches!(a.kind, ValueKind::Product(..)));
+        assert!(matches!(b.kind, ValueKind::Number(n) if n.value == 4.0));
+        let (_, d) = parse(FileId(0), "model m { f: 2 x 3 x 4 }");
+        assert!(!d.is_empty(), "a chained product is an error");
+    }
+
+    #[test]
+    fn deeply_nested_parentheses_parse_in_linear_time() {
+        // Each `(` used to be parsed twice (as a tuple, then as a group), and each value twice
+        // (as a product, then as an atom): 4^depth. At depth 200 that never ends; parsed once
+        // per token it takes microseconds, closed or unclosed.
+        let depth = 200;
+        let closed = format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(matches!(field_value(&closed).kind, ValueKind::Number(_)));
+        let (_, d) = parse(FileId(0), &format!("model m {{ f: {} }}", "(".repeat(depth)));
+        assert!(!d.is_empty(), "unclosed parentheses are an error");
     }
 }
