@@ -184,9 +184,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::kw_x => "`x`",
         Rule::ident | Rule::ident_raw => "a name",
         Rule::key => "a field name",
-        Rule::value | Rule::call | Rule::reference | Rule::tuple | Rule::list => {
-            "a value"
-        }
+        Rule::value | Rule::call | Rule::reference | Rule::tuple | Rule::list => "a value",
         Rule::quantity | Rule::number => "a number",
         Rule::unit => "a unit",
         Rule::string | Rule::string_inner => "a string",
@@ -576,7 +574,10 @@ mod tests {
     fn parentheses_group_tuples_and_products() {
         // One element without a trailing comma is the element itself, spanned inside the parens.
         let v = field_value("((7))");
-        assert!(matches!(v.kind, ValueKind::Number(n) if n.value == 7.0), "{v:?}");
+        assert!(
+            matches!(v.kind, ValueKind::Number(n) if n.value == 7.0),
+            "{v:?}"
+        );
         assert_eq!(v.span.end - v.span.start, 1);
         // A trailing comma makes a one-element tuple; more elements make a tuple.
         assert!(matches!(field_value("(7,)").kind, ValueKind::Tuple(t) if t.len() == 1));
@@ -599,7 +600,10 @@ mod tests {
         let depth = 200;
         let closed = format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
         assert!(matches!(field_value(&closed).kind, ValueKind::Number(_)));
-        let (_, d) = parse(FileId(0), &format!("model m {{ f: {} }}", "(".repeat(depth)));
+        let (_, d) = parse(
+            FileId(0),
+            &format!("model m {{ f: {} }}", "(".repeat(depth)),
+        );
         assert!(!d.is_empty(), "unclosed parentheses are an error");
     }
 }
