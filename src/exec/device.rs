@@ -2,12 +2,17 @@
 //!
 //! Invariants:
 //! - the training code is generic over `B: TrainBackend` (autodiff + the fused kernels); [`dispatch`] is the one place that
-//!   names concrete backends (`Autodiff<Flex>` on CPU, `Autodiff<Cuda>` with the `cuda` feature);
+//!   names concrete backends (`Autodiff<Flex>` on CPU, `Autodiff<Cuda>` with the `cuda` feature,
+//!   `Autodiff<Wgpu>` with the `wgpu` feature);
+//! - `auto` picks CUDA, then a hardware wgpu adapter, then the CPU; a software adapter (Mesa's
+//!   lavapipe, say) is only used when `--device wgpu[:N]` names it;
+//! - a wgpu adapter is enumerated and given one tensor sum under `catch_unwind` before training,
+//!   so a missing or broken driver is an `ExecError`, never a panic;
 //! - CUDA is only used after a probe that cannot panic: `libcuda.so.1` is dlopen'ed, `cuInit` and
 //!   `cuDeviceGetCount` are called through it, NVRTC must be loadable, and the first device
 //!   initialization runs under `catch_unwind`. Any failure is an `ExecError` (kind `Device`);
-//! - cubecl's PTX compilation cache and autotune cache live under `~/.cache/progc`, set once
-//!   before the first kernel.
+//! - cubecl's compilation cache and autotune cache live under `~/.cache/progc` for both CubeCL
+//!   runtimes, set once before the first kernel.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +30,8 @@ pub enum DeviceChoice {
     Cpu,
     /// A CUDA device by index.
     Cuda(usize),
+    /// A wgpu adapter by index in [`wgpu_adapters`]'s order (hardware first).
+    Wgpu(usize),
 }
 
 impl FromStr for DeviceChoice {
@@ -36,12 +43,18 @@ impl FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
-            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
-                _ => Err(format!(
-                    "unknown device `{s}`: expected `auto`, `cpu`, `cuda` or `cuda:N` (N a device index)"
-                )),
-            },
+            "wgpu" => Ok(DeviceChoice::Wgpu(0)),
+            _ => {
+                let index = |prefix: &str| s.strip_prefix(prefix).map(str::parse::<usize>);
+                match (index("cuda:"), index("wgpu:")) {
+                    (Some(Ok(n)), _) => Ok(DeviceChoice::Cuda(n)),
+                    (_, Some(Ok(n))) => Ok(DeviceChoice::Wgpu(n)),
+                    _ => Err(format!(
+                        "unknown device `{s}`: expected `auto`, `cpu`, `cuda`, `cuda:N`, `wgpu` or \
+                         `wgpu:N` (N a device index)"
+                    )),
+                }
+            }
         }
     }
 }
@@ -52,6 +65,7 @@ impl fmt::Display for DeviceChoice {
             DeviceChoice::Auto => write!(f, "auto"),
             DeviceChoice::Cpu => write!(f, "cpu"),
             DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceChoice::Wgpu(n) => write!(f, "wgpu:{n}"),
         }
     }
 }
@@ -59,7 +73,7 @@ impl fmt::Display for DeviceChoice {
 /// Work that runs on whichever backend [`dispatch`] picks (Rust has no generic closures).
 pub trait BackendTask {
     type Output;
-    /// `name` describes the device for logs and summaries (`cpu`, `cuda:0`).
+    /// `name` describes the device for logs and summaries (`cpu`, `cuda:0`, `wgpu:0`).
     fn run<B: TrainBackend>(self, device: B::Device, name: &str)
     -> Result<Self::Output, ExecError>;
 }
@@ -138,23 +152,51 @@ fn dispatch_unguarded<T: BackendTask>(
                 .with_help("use --device cpu, or rebuild with `cargo build --features cuda`"))
             }
         }
+        DeviceChoice::Wgpu(n) => {
+            #[cfg(feature = "wgpu")]
+            {
+                let adapter = wgpu_rt::usable(n)?;
+                if announce {
+                    eprintln!("device: wgpu:{n} ({adapter})");
+                }
+                wgpu_rt::run(n, task)
+            }
+            #[cfg(not(feature = "wgpu"))]
+            {
+                let _ = n;
+                Err(ExecError::new(
+                    ErrorKind::Device,
+                    "this progc binary was built without wgpu support",
+                )
+                .with_help("use --device cpu, or rebuild with `cargo build --features wgpu`"))
+            }
+        }
         DeviceChoice::Auto => {
             #[cfg(feature = "cuda")]
-            {
-                match cuda::usable(0) {
-                    Ok(()) => {
-                        if announce {
-                            eprintln!("device: cuda:0 (auto)");
-                        }
-                        cuda::run(0, task)
+            let cuda_why = match cuda::usable(0) {
+                Ok(()) => {
+                    if announce {
+                        eprintln!("device: cuda:0 (auto)");
                     }
-                    Err(e) => cpu(&format!(" (auto: {})", e.message))(task),
+                    return cuda::run(0, task);
                 }
-            }
+                Err(e) => e.message,
+            };
             #[cfg(not(feature = "cuda"))]
-            {
-                cpu(" (auto: built without CUDA)")(task)
-            }
+            let cuda_why = "built without CUDA".to_string();
+            #[cfg(feature = "wgpu")]
+            let wgpu_why = match wgpu_rt::first_hardware() {
+                Ok((n, adapter)) => {
+                    if announce {
+                        eprintln!("device: wgpu:{n} ({adapter}) (auto: {cuda_why})");
+                    }
+                    return wgpu_rt::run(n, task);
+                }
+                Err(e) => e,
+            };
+            #[cfg(not(feature = "wgpu"))]
+            let wgpu_why = "built without wgpu".to_string();
+            cpu(&format!(" (auto: {cuda_why}; {wgpu_why})"))(task)
         }
     }
 }
@@ -213,10 +255,254 @@ fn device_error(msg: impl Into<String>) -> ExecError {
     ExecError::new(ErrorKind::Device, msg).with_help("use --device cpu")
 }
 
+/// The text of a caught panic.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// cubecl's configuration, shared by its CUDA and wgpu runtimes.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod cubecl_caches {
+    use std::panic::catch_unwind;
+    use std::sync::Once;
+
+    static CACHE: Once = Once::new();
+
+    /// Compiled-kernel and autotune caches in [`super::kernel_cache_dir`], set once, before the
+    /// first kernel of either runtime. CUDA caches its PTX; wgpu compiles WGSL, which cubecl
+    /// does not cache, so there the autotune results are what a second start reuses.
+    /// A `cubecl.toml` the user wrote (or `CUBECL_*` variables) still applies; only
+    /// cache locations it leaves at cubecl's defaults are moved to ours.
+    pub fn configure() {
+        CACHE.call_once(|| {
+            use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
+            let Some(root) = super::kernel_cache_dir() else {
+                return;
+            };
+            if std::fs::create_dir_all(&root).is_err() {
+                return;
+            }
+            let mut cfg = CubeClRuntimeConfig::from_current_dir().override_from_env();
+            if cfg.compilation.cache.is_none() {
+                cfg.compilation.cache = Some(CacheConfig::File(root.join("ptx")));
+            }
+            if matches!(cfg.autotune.cache, CacheConfig::Target) {
+                cfg.autotune.cache = CacheConfig::File(root.join("autotune"));
+            }
+            // `set` panics if the config was already read; then cubecl keeps its default.
+            let _ = catch_unwind(|| CubeClRuntimeConfig::set(cfg));
+        });
+    }
+}
+
+/// A wgpu adapter as `--device wgpu:N` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WgpuAdapter {
+    /// The driver's name for it (`NVIDIA GeForce RTX 4090`, `llvmpipe (LLVM 15.0.6, 256 bits)`).
+    pub name: String,
+    /// The graphics API (`Vulkan`, `Metal`, `Dx12`).
+    pub api: String,
+    /// `discrete`, `integrated`, `virtual` or `cpu`.
+    pub kind: &'static str,
+}
+
+impl WgpuAdapter {
+    /// A software rasterizer (lavapipe, SwiftShader, WARP): never picked by `auto`.
+    pub fn is_software(&self) -> bool {
+        self.kind == "cpu"
+    }
+}
+
+impl fmt::Display for WgpuAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, {}, {} adapter", self.name, self.api, self.kind)
+    }
+}
+
+/// The wgpu adapters `--device wgpu:N` indexes, hardware first; empty when there is no driver
+/// (or no `wgpu` feature). Never panics.
+pub fn wgpu_adapters() -> Vec<WgpuAdapter> {
+    #[cfg(feature = "wgpu")]
+    {
+        wgpu_rt::adapters().iter().map(|(_, a)| a.clone()).collect()
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        Vec::new()
+    }
+}
+
+/// The first wgpu adapter that works, software ones included: where the CubeCL kernel tests
+/// run (lavapipe in CI).
+#[cfg(all(test, feature = "wgpu"))]
+pub(crate) fn first_wgpu_device() -> Option<burn::backend::wgpu::WgpuDevice> {
+    let list = wgpu_rt::adapters();
+    (0..list.len())
+        .find(|&n| wgpu_rt::usable(n).is_ok())
+        .map(|n| list[n].0.clone())
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu_rt {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::{Mutex, OnceLock};
+
+    use burn::backend::wgpu::WgpuDevice;
+    use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
+    use burn::backend::{Autodiff, Wgpu};
+    use burn::tensor::Tensor;
+
+    use super::{BackendTask, ExecError, WgpuAdapter, device_error};
+
+    type B = Autodiff<Wgpu>;
+
+    /// The adapters of the platform's graphics API, each with the cubecl device that selects
+    /// it: cubecl picks `DiscreteGpu(i)` as the i-th discrete adapter in the driver's order,
+    /// and `Cpu` as the first software one, so that is how they are numbered here.
+    pub fn adapters() -> &'static [(WgpuDevice, WgpuAdapter)] {
+        static LIST: OnceLock<Vec<(WgpuDevice, WgpuAdapter)>> = OnceLock::new();
+        LIST.get_or_init(|| catch_unwind(enumerate).unwrap_or_default())
+    }
+
+    fn enumerate() -> Vec<(WgpuDevice, WgpuAdapter)> {
+        let backend = AutoGraphicsApi::backend();
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: backend.into(),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let found = burn::cubecl::future::block_on(instance.enumerate_adapters(backend.into()));
+        let mut counts = [0usize; 3];
+        let mut list = Vec::new();
+        let mut software = None;
+        for adapter in found {
+            let info = adapter.get_info();
+            let (slot, kind) = match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => (0, "discrete"),
+                wgpu::DeviceType::IntegratedGpu => (1, "integrated"),
+                wgpu::DeviceType::VirtualGpu => (2, "virtual"),
+                wgpu::DeviceType::Cpu => {
+                    if software.is_none() {
+                        software = Some(WgpuAdapter {
+                            name: info.name.clone(),
+                            api: format!("{:?}", info.backend),
+                            kind: "cpu",
+                        });
+                    }
+                    continue;
+                }
+                // cubecl cannot select an `Other` adapter by index.
+                wgpu::DeviceType::Other => continue,
+            };
+            let i = counts[slot];
+            counts[slot] += 1;
+            let device = match slot {
+                0 => WgpuDevice::DiscreteGpu(i),
+                1 => WgpuDevice::IntegratedGpu(i),
+                _ => WgpuDevice::VirtualGpu(i),
+            };
+            let adapter = WgpuAdapter {
+                name: info.name.clone(),
+                api: format!("{:?}", info.backend),
+                kind,
+            };
+            list.push((slot, device, adapter));
+        }
+        // Discrete first, then integrated, then virtual; the driver's order within each.
+        list.sort_by_key(|(slot, ..)| *slot);
+        let mut out: Vec<_> = list.into_iter().map(|(_, d, a)| (d, a)).collect();
+        out.extend(software.map(|a| (WgpuDevice::Cpu, a)));
+        out
+    }
+
+    /// Probe results per adapter index, so the probe (a first kernel) runs once per process.
+    static PROBED: Mutex<Vec<(usize, Result<(), String>)>> = Mutex::new(Vec::new());
+
+    /// Adapter `n`, after one tensor sum on it; the reason when it cannot be used.
+    pub fn usable(n: usize) -> Result<WgpuAdapter, ExecError> {
+        let list = adapters();
+        let Some((device, adapter)) = list.get(n) else {
+            return Err(if list.is_empty() {
+                ExecError::new(
+                    super::ErrorKind::Device,
+                    "no wgpu adapter found (no Vulkan, Metal or DX12 driver answered)",
+                )
+                .with_help(
+                    "install the GPU's Vulkan driver (on a machine without a GPU, Mesa's software \
+                     Vulkan: `apt-get install mesa-vulkan-drivers`), or use --device cpu",
+                )
+            } else {
+                let names: Vec<String> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, a))| format!("wgpu:{i} = {a}"))
+                    .collect();
+                device_error(format!(
+                    "wgpu adapter {n} requested but {} present ({})",
+                    list.len(),
+                    names.join("; ")
+                ))
+            });
+        };
+        let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match probed.iter().find(|(i, _)| *i == n) {
+            Some((_, r)) => r.clone(),
+            None => {
+                let r = probe(device, adapter);
+                probed.push((n, r.clone()));
+                r
+            }
+        };
+        result.map(|()| adapter.clone()).map_err(device_error)
+    }
+
+    fn probe(device: &WgpuDevice, adapter: &WgpuAdapter) -> Result<(), String> {
+        super::cubecl_caches::configure();
+        let ok = catch_unwind(AssertUnwindSafe(|| {
+            let t = Tensor::<Wgpu, 1>::from_floats([1.0, 2.0, 3.0], device);
+            t.sum().into_scalar()
+        }));
+        match ok {
+            Ok(s) if (s - 6.0).abs() < 1e-6 => Ok(()),
+            Ok(s) => Err(format!(
+                "wgpu adapter {adapter} computed a wrong test sum ({s})"
+            )),
+            Err(p) => Err(format!(
+                "wgpu adapter {adapter} failed to initialize: {}",
+                super::panic_text(p.as_ref())
+            )),
+        }
+    }
+
+    /// The first hardware adapter that works, for `--device auto`.
+    pub fn first_hardware() -> Result<(usize, WgpuAdapter), String> {
+        let list = adapters();
+        let mut why = "no hardware wgpu adapter".to_string();
+        for (n, (_, a)) in list.iter().enumerate() {
+            if a.is_software() {
+                continue;
+            }
+            match usable(n) {
+                Ok(a) => return Ok((n, a)),
+                Err(e) => why = e.message,
+            }
+        }
+        Err(why)
+    }
+
+    pub fn run<T: BackendTask>(n: usize, task: T) -> Result<T::Output, ExecError> {
+        let device = adapters()[n].0.clone();
+        task.run::<B>(device, &format!("wgpu:{n}"))
+    }
+}
+
 #[cfg(feature = "cuda")]
 mod cuda {
     use std::panic::{AssertUnwindSafe, catch_unwind};
-    use std::sync::{Mutex, Once};
+    use std::sync::Mutex;
 
     use burn::backend::cuda::CudaDevice;
     use burn::backend::{Autodiff, Cuda};
@@ -228,7 +514,6 @@ mod cuda {
 
     /// Probe results per device index, so the (slow) probe runs once per process.
     static PROBED: Mutex<Vec<(usize, Result<(), String>)>> = Mutex::new(Vec::new());
-    static CACHE: Once = Once::new();
 
     pub fn usable(n: usize) -> Result<(), ExecError> {
         let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,7 +533,7 @@ mod cuda {
             ));
         }
         nvrtc_loadable()?;
-        configure_caches();
+        super::cubecl_caches::configure();
         // First device init and one kernel: cubecl panics on failure, so catch it here.
         let dev = CudaDevice { index: n };
         let ok = catch_unwind(AssertUnwindSafe(|| {
@@ -260,16 +545,9 @@ mod cuda {
             Ok(s) => Err(format!("CUDA device {n} computed a wrong test sum ({s})")),
             Err(p) => Err(format!(
                 "CUDA device {n} failed to initialize: {}",
-                panic_text(&p)
+                super::panic_text(p.as_ref())
             )),
         }
-    }
-
-    fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-        p.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into())
     }
 
     /// Number of CUDA devices through the driver API, without cudarc (which panics when
@@ -323,30 +601,6 @@ mod cuda {
         )
     }
 
-    /// PTX and autotune caches in [`super::kernel_cache_dir`], set once, before the first
-    /// kernel. A `cubecl.toml` the user wrote (or `CUBECL_*` variables) still applies; only
-    /// cache locations it leaves at cubecl's defaults are moved to ours.
-    pub fn configure_caches() {
-        CACHE.call_once(|| {
-            use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
-            let Some(root) = super::kernel_cache_dir() else {
-                return;
-            };
-            if std::fs::create_dir_all(&root).is_err() {
-                return;
-            }
-            let mut cfg = CubeClRuntimeConfig::from_current_dir().override_from_env();
-            if cfg.compilation.cache.is_none() {
-                cfg.compilation.cache = Some(CacheConfig::File(root.join("ptx")));
-            }
-            if matches!(cfg.autotune.cache, CacheConfig::Target) {
-                cfg.autotune.cache = CacheConfig::File(root.join("autotune"));
-            }
-            // `set` panics if the config was already read; then cubecl keeps its default.
-            let _ = catch_unwind(|| CubeClRuntimeConfig::set(cfg));
-        });
-    }
-
     pub fn run<T: BackendTask>(n: usize, task: T) -> Result<T::Output, ExecError> {
         task.run::<B>(CudaDevice { index: n }, &format!("cuda:{n}"))
     }
@@ -398,8 +652,32 @@ mod tests {
             e.help.as_deref().unwrap_or("").contains("--device cpu"),
             "{e}"
         );
-        assert_eq!(dispatch(DeviceChoice::Auto, false, Probe).unwrap(), "cpu");
+        if wgpu_adapters().iter().all(WgpuAdapter::is_software) {
+            assert_eq!(dispatch(DeviceChoice::Auto, false, Probe).unwrap(), "cpu");
+        }
         // A device index far out of range is an error on any machine.
         assert!(dispatch(DeviceChoice::Cuda(999), false, Probe).is_err());
+    }
+
+    #[test]
+    fn wgpu_choices_parse_and_bad_indices_are_errors() {
+        assert_eq!("wgpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Wgpu(0)));
+        assert_eq!("WGPU:2".parse::<DeviceChoice>(), Ok(DeviceChoice::Wgpu(2)));
+        assert_eq!(DeviceChoice::Wgpu(1).to_string(), "wgpu:1");
+        assert!("wgpu:".parse::<DeviceChoice>().is_err());
+        // Past the last adapter (or with none at all): an error with help, never a panic.
+        let e = dispatch(DeviceChoice::Wgpu(999), false, Probe).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Device);
+        assert!(e.help.is_some(), "{e}");
+        // Hardware adapters are numbered before software ones.
+        let adapters = wgpu_adapters();
+        let first_software = adapters.iter().position(WgpuAdapter::is_software);
+        if let Some(i) = first_software {
+            assert!(
+                adapters[i..].iter().all(WgpuAdapter::is_software),
+                "{adapters:?}"
+            );
+        }
+        eprintln!("wgpu adapters here: {adapters:?}");
     }
 }

@@ -68,7 +68,7 @@ pub struct Tuning {
 /// Every step on the CPU, where reading a scalar costs nothing; every 25 steps on a GPU, where
 /// each read makes the host wait for the queue to drain.
 pub fn default_log_every(device_name: &str) -> u64 {
-    if device_name.starts_with("cuda") {
+    if device_name.starts_with("cuda") || device_name.starts_with("wgpu") {
         25
     } else {
         1
@@ -327,6 +327,14 @@ impl BackendTask for Job<'_> {
 impl Job<'_> {
     fn train<B: TrainBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
         let started = Instant::now();
+        if self.tuning.precision == Precision::Bf16 && name.starts_with("wgpu") {
+            // cubecl's wgpu runtime compiles to WGSL, which has f16 but no bf16.
+            return Err(ExecError::new(
+                ErrorKind::Device,
+                format!("bf16 is not supported on {name}: wgpu's shading language has no bf16"),
+            )
+            .with_help("use --precision f32 on wgpu (bf16 runs on CUDA)"));
+        }
         let spec = &self.plan.spec;
         let corpus = self.corpus;
         let val = validation_batches(corpus, spec.batch, spec.eval_batches);

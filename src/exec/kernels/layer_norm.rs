@@ -134,12 +134,12 @@ simd_fn! {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::exec::kernels::attention::tests::{rel, values};
 
     /// Float64 LayerNorm: output and the three gradients of `sum(y * dy)`.
-    fn reference(x: &[f64], g: &[f64], b: &[f64], dy: &[f64]) -> [Vec<f64>; 4] {
+    pub fn reference(x: &[f64], g: &[f64], b: &[f64], dy: &[f64]) -> [Vec<f64>; 4] {
         let d = g.len();
         let (mut y, mut dx, mut dg, mut db) = (vec![], vec![], vec![0.0; d], vec![0.0; d]);
         for (xr, dyr) in x.chunks(d).zip(dy.chunks(d)) {

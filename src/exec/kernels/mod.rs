@@ -3,8 +3,9 @@
 //! implementation runs.
 //!
 //! - The trait's default methods are the plain composition of burn tensor ops
-//!   ([`compose`]); every backend gets them for free (the CubeCL backends use them today, GPU
-//!   kernels plug in at the same place later).
+//!   ([`compose`]); every backend gets them for free.
+//! - The CubeCL backends (CUDA, wgpu) override attention and LayerNorm with CubeCL kernels
+//!   (`cube`), behind burn's fusion backend as custom operations.
 //! - The CPU backend (flex) overrides them with hand-written kernels over raw f32 slices,
 //!   parallel over the cores with rayon ([`embed`], [`attention`], [`layer_norm`], [`gelu`],
 //!   [`linear`], [`head`], [`adamw`]).
@@ -28,6 +29,8 @@ pub mod adamw;
 pub mod attention;
 mod autodiff;
 pub mod compose;
+#[cfg(feature = "cube")]
+pub mod cube;
 pub mod embed;
 mod flex;
 pub mod gelu;
@@ -330,9 +333,8 @@ impl Kernels for burn::backend::Flex {
     }
 }
 
-/// CUDA: the composition for now (burn's fusion merges its elementwise chains).
-#[cfg(feature = "cuda")]
-impl Kernels for burn::backend::Cuda {}
+// CUDA and wgpu (`Fusion<CubeBackend<..>>`): the CubeCL kernels of `cube`, where written, and
+// the composition for the rest.
 
 /// Tensor-level wrappers the model calls.
 pub fn attention<B: Kernels>(qkv: Tensor<B, 2>, s: AttnShape) -> Tensor<B, 2> {

@@ -94,7 +94,7 @@ impl Topology {
 }
 
 /// Parses `--devices`: `cpu:N` (N peers on the CPU) or a comma-separated list such as
-/// `cuda:0,cuda:1` (one peer per device).
+/// `cuda:0,cuda:1` or `wgpu:0,wgpu:1` (one peer per device).
 pub fn parse_devices(s: &str) -> Result<Vec<DeviceChoice>, String> {
     let s = s.trim().to_ascii_lowercase();
     if let Some(n) = s.strip_prefix("cpu:") {
@@ -116,12 +116,11 @@ pub fn parse_devices(s: &str) -> Result<Vec<DeviceChoice>, String> {
         }
         out.push(d);
     }
-    let cuda = out
-        .iter()
-        .filter(|d| matches!(d, DeviceChoice::Cuda(_)))
-        .count();
-    if cuda != 0 && cuda != out.len() {
-        return Err("peers must all be of one kind: all `cpu` or all `cuda:N`".into());
+    let kind = |d: &DeviceChoice| std::mem::discriminant(d);
+    if out.iter().any(|d| kind(d) != kind(&out[0])) {
+        return Err(
+            "peers must all be of one kind: all `cpu`, all `cuda:N` or all `wgpu:N`".into(),
+        );
     }
     Ok(out)
 }
