@@ -10,8 +10,9 @@
 //! - the backward recomputes each probability from `q`, `k` and the log-sum-exp and uses
 //!   `delta_i = dO_i . O_i`; the first kernel writes `delta` for the second, which runs after it
 //!   on the same stream;
-//! - a unit's running sums live in shared memory, `ROW_FLOATS` floats per array per cube, so
-//!   the kernels fit the 16 KB of shared memory that every wgpu adapter offers.
+//! - a unit's row of `q` (or `k`, `v`) and its running sums are local arrays of the head size
+//!   (a compile-time constant, so the loops over it unroll and the arrays can stay in
+//!   registers): no shared memory, so no limit from the 16 KB a wgpu adapter may offer.
 
 use burn::tensor::{DType, Shape};
 use burn_cubecl::CubeRuntime;
@@ -23,13 +24,8 @@ use burn_cubecl::tensor::CubeTensor;
 
 use super::super::AttnShape;
 
-/// Floats per shared array per cube: rows per cube times the head size.
-const ROW_FLOATS: usize = 1024;
-
-/// Rows (units) per cube for a head size: as many as fit [`ROW_FLOATS`], at most 32.
-fn rows_per_cube(head_dim: usize) -> usize {
-    (ROW_FLOATS / head_dim.max(1)).clamp(1, 32)
-}
+/// Rows (units) per cube.
+const ROWS: usize = 64;
 
 /// Forward: unit `u` of cube `(x, y)` is query row `x * rows + u` of (batch, head) `y`.
 #[cube(launch)]
@@ -50,19 +46,19 @@ fn forward_kernel<F: Float>(
     let u = UNIT_POS_X as usize;
     let bh = CUBE_POS_Y as usize;
     let i = CUBE_POS_X as usize * rows as usize + u;
-    let mut acc = SharedMemory::<F>::new(rows as usize * hd);
-    let mut qs = SharedMemory::<F>::new(rows as usize * hd);
+    let mut acc = Array::<F>::new(hd);
+    let mut qs = Array::<F>::new(hd);
     if i >= t {
         terminate!();
     }
     let b = bh / heads as usize;
     let h = bh % heads as usize;
     let scale = F::new(1.0) / F::sqrt(F::cast_from(head_dim));
-    let at = u * hd;
     let qi = (b * t + i) * 3 * d + h * hd;
+    #[unroll]
     for c in 0..hd {
-        qs[at + c] = qkv[qi + c] * scale;
-        acc[at + c] = F::new(0.0);
+        qs[c] = qkv[qi + c] * scale;
+        acc[c] = F::new(0.0);
     }
     // Online softmax: `m` the running maximum, `l` the running sum of `exp(s - m)`.
     let mut m = F::new(-1.0e30);
@@ -70,8 +66,9 @@ fn forward_kernel<F: Float>(
     for j in 0..i + 1 {
         let kj = (b * t + j) * 3 * d + d + h * hd;
         let mut s = F::new(0.0);
+        #[unroll]
         for c in 0..hd {
-            s += qs[at + c] * qkv[kj + c];
+            s += qs[c] * qkv[kj + c];
         }
         let mut m_new = m;
         if s > m {
@@ -80,15 +77,17 @@ fn forward_kernel<F: Float>(
         let corr = F::exp(m - m_new);
         let p = F::exp(s - m_new);
         l = l * corr + p;
+        #[unroll]
         for c in 0..hd {
-            acc[at + c] = acc[at + c] * corr + p * qkv[kj + d + c];
+            acc[c] = acc[c] * corr + p * qkv[kj + d + c];
         }
         m = m_new;
     }
     let oi = (b * t + i) * d + h * hd;
     let inv = F::new(1.0) / l;
+    #[unroll]
     for c in 0..hd {
-        out[oi + c] = acc[at + c] * inv;
+        out[oi + c] = acc[c] * inv;
     }
     lse[bh * t + i] = m + F::ln(l);
 }
@@ -115,23 +114,23 @@ fn backward_q_kernel<F: Float>(
     let u = UNIT_POS_X as usize;
     let bh = CUBE_POS_Y as usize;
     let i = CUBE_POS_X as usize * rows as usize + u;
-    let mut acc = SharedMemory::<F>::new(rows as usize * hd);
-    let mut qs = SharedMemory::<F>::new(rows as usize * hd);
-    let mut gs = SharedMemory::<F>::new(rows as usize * hd);
+    let mut acc = Array::<F>::new(hd);
+    let mut qs = Array::<F>::new(hd);
+    let mut gs = Array::<F>::new(hd);
     if i >= t {
         terminate!();
     }
     let b = bh / heads as usize;
     let h = bh % heads as usize;
     let scale = F::new(1.0) / F::sqrt(F::cast_from(head_dim));
-    let at = u * hd;
     let qi = (b * t + i) * 3 * d + h * hd;
     let oi = (b * t + i) * d + h * hd;
     let mut dl = F::new(0.0);
+    #[unroll]
     for c in 0..hd {
-        qs[at + c] = qkv[qi + c] * scale;
-        gs[at + c] = dout[oi + c];
-        acc[at + c] = F::new(0.0);
+        qs[c] = qkv[qi + c] * scale;
+        gs[c] = dout[oi + c];
+        acc[c] = F::new(0.0);
         dl += dout[oi + c] * out[oi + c];
     }
     let li = lse[bh * t + i];
@@ -139,17 +138,20 @@ fn backward_q_kernel<F: Float>(
         let kj = (b * t + j) * 3 * d + d + h * hd;
         let mut s = F::new(0.0);
         let mut dp = F::new(0.0);
+        #[unroll]
         for c in 0..hd {
-            s += qs[at + c] * qkv[kj + c];
-            dp += gs[at + c] * qkv[kj + d + c];
+            s += qs[c] * qkv[kj + c];
+            dp += gs[c] * qkv[kj + d + c];
         }
         let ds = F::exp(s - li) * (dp - dl);
+        #[unroll]
         for c in 0..hd {
-            acc[at + c] += ds * qkv[kj + c];
+            acc[c] += ds * qkv[kj + c];
         }
     }
+    #[unroll]
     for c in 0..hd {
-        dqkv[qi + c] = acc[at + c] * scale;
+        dqkv[qi + c] = acc[c] * scale;
     }
     delta[bh * t + i] = dl;
 }
@@ -175,45 +177,52 @@ fn backward_kv_kernel<F: Float>(
     let u = UNIT_POS_X as usize;
     let bh = CUBE_POS_Y as usize;
     let j = CUBE_POS_X as usize * rows as usize + u;
-    let mut dk = SharedMemory::<F>::new(rows as usize * hd);
-    let mut dv = SharedMemory::<F>::new(rows as usize * hd);
+    let mut dk = Array::<F>::new(hd);
+    let mut dv = Array::<F>::new(hd);
+    let mut ks = Array::<F>::new(hd);
+    let mut vs = Array::<F>::new(hd);
     if j >= t {
         terminate!();
     }
     let b = bh / heads as usize;
     let h = bh % heads as usize;
     let scale = F::new(1.0) / F::sqrt(F::cast_from(head_dim));
-    let at = u * hd;
     let kj = (b * t + j) * 3 * d + d + h * hd;
+    #[unroll]
     for c in 0..hd {
-        dk[at + c] = F::new(0.0);
-        dv[at + c] = F::new(0.0);
+        dk[c] = F::new(0.0);
+        dv[c] = F::new(0.0);
+        ks[c] = qkv[kj + c];
+        vs[c] = qkv[kj + d + c];
     }
     for i in j..t {
         let qi = (b * t + i) * 3 * d + h * hd;
         let oi = (b * t + i) * d + h * hd;
         let mut s = F::new(0.0);
         let mut dp = F::new(0.0);
+        #[unroll]
         for c in 0..hd {
-            s += qkv[qi + c] * qkv[kj + c];
-            dp += dout[oi + c] * qkv[kj + d + c];
+            s += qkv[qi + c] * ks[c];
+            dp += dout[oi + c] * vs[c];
         }
         let p = F::exp(s * scale - lse[bh * t + i]);
         let ds = p * (dp - delta[bh * t + i]) * scale;
+        #[unroll]
         for c in 0..hd {
-            dk[at + c] += ds * qkv[qi + c];
-            dv[at + c] += p * dout[oi + c];
+            dk[c] += ds * qkv[qi + c];
+            dv[c] += p * dout[oi + c];
         }
     }
+    #[unroll]
     for c in 0..hd {
-        dqkv[kj + c] = dk[at + c];
-        dqkv[kj + d + c] = dv[at + c];
+        dqkv[kj + c] = dk[c];
+        dqkv[kj + d + c] = dv[c];
     }
 }
 
 /// Cubes `(row blocks, batch x heads)` and units per cube.
 fn geometry(s: AttnShape) -> (CubeCount, CubeDim, u32) {
-    let rows = rows_per_cube(s.head_dim());
+    let rows = ROWS;
     let blocks = s.seq.div_ceil(rows);
     (
         CubeCount::Static(blocks as u32, (s.batch * s.heads) as u32, 1),
