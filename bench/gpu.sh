@@ -4,8 +4,10 @@
 #
 # In order (cheapest and most informative first, so a short GPU lease still gets the key
 # figures):
-#   1. bench/kernels.rs on CUDA: the fused head against its float64 reference (relative
-#      errors) and the measured matmul rate and bandwidth, with the floors they set;
+#   1. bench/kernels.rs on CUDA, then on wgpu (Vulkan on the same GPU): the fused head against
+#      its float64 reference (relative errors), progc's CubeCL attention and LayerNorm kernels
+#      against the composition they replace (ms per forward + backward at GPT-2 small's
+#      shapes), and the measured matmul rate and bandwidth, with the floors they set;
 #   2. progc cold start (launch to the end of the first optimizer step) with an empty kernel
 #      cache, then with the cache warm; steady-state tok/s at 12 layers and at 0 layers, in
 #      f32 and in bf16;
@@ -32,6 +34,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 echo "== 1. kernels and floors"
 if [ -n "$KERNELS" ] && [ -x "$KERNELS" ]; then
   timeout "$STEP_TIMEOUT" "$KERNELS" cuda 2>&1 | tee "$OUT/kernels.txt"
+  timeout "$STEP_TIMEOUT" "$KERNELS" wgpu 2>&1 | tee "$OUT/kernels-wgpu.txt"
 else
   echo "no kernels bench binary: build it with cargo build --release --benches"
 fi

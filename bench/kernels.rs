@@ -2,18 +2,21 @@
 //!
 //! 1. Correctness: the fused head cross-entropy (loss, d hidden, d embedding) against its
 //!    float64 reference, in f32 and bf16, as relative errors `||out - ref|| / ||ref||`.
-//! 2. Floors: the measured matmul rate (GPT-2 small's MLP shape, f32 and bf16) and the
+//! 2. Attention and LayerNorm, forward + backward: the backend's kernels (progc's CubeCL kernels
+//!    on CUDA and wgpu, the CPU kernels on the CPU) next to the composition of tensor ops they
+//!    replace, in ms per call, with the relative difference between the two.
+//! 3. Floors: the measured matmul rate (GPT-2 small's MLP shape, f32 and bf16) and the
 //!    measured memory bandwidth, and what they imply for one GPT-2 small training step
 //!    (batch 8 x 1024): FLOPs / rate, and the AdamW update's bytes / bandwidth.
 //!
-//! Run: `cargo bench --bench kernels -- [auto|cpu|cuda]` (default auto). Prints figures; it
+//! Run: `cargo bench --bench kernels -- [auto|cpu|cuda|wgpu]` (default auto). Prints figures; it
 //! is not a timed test. Exits non-zero when a relative error is over its bound.
 
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
-use progc::exec::kernels::TrainBackend;
+use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
+use progc::exec::kernels::{AttnShape, Kernels, TrainBackend, compose};
 
 use progc::exec::ExecError;
 use progc::exec::device::{BackendTask, DeviceChoice, dispatch};
@@ -87,6 +90,101 @@ fn time<B: Backend>(dev: &B::Device, reps: usize, mut f: impl FnMut()) -> f64 {
     ts[ts.len() / 2]
 }
 
+type Prim<B> = burn::tensor::ops::FloatTensor<B>;
+
+fn prim<B: Backend>(xs: &[f64], shape: [usize; 2], dev: &B::Device) -> Prim<B> {
+    tensor::<B>(xs, shape, dev).into_primitive().tensor()
+}
+
+fn values<B: Backend>(p: Prim<B>) -> Vec<f64> {
+    to_f64(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(p)))
+}
+
+/// One row of section 2: ms per call of the kernel and of the composition, their ratio, and the
+/// relative difference of their results.
+fn side_by_side<B: Backend>(
+    dev: &B::Device,
+    what: &str,
+    kernel: impl Fn() -> Vec<Prim<B>>,
+    composed: impl Fn() -> Vec<Prim<B>>,
+) {
+    let tk = time::<B>(dev, 5, || drop(kernel()));
+    let tc = time::<B>(dev, 5, || drop(composed()));
+    let (a, b): (Vec<f64>, Vec<f64>) = (
+        kernel().into_iter().flat_map(values::<B>).collect(),
+        composed().into_iter().flat_map(values::<B>).collect(),
+    );
+    println!(
+        "  {what:<44} kernel {:8.2} ms  composition {:8.2} ms  ({:5.2}x)  difference {:.1e}",
+        1e3 * tk,
+        1e3 * tc,
+        tc / tk,
+        rel_err(&a, &b)
+    );
+}
+
+/// Section 2: attention and LayerNorm forward + backward, at GPT-2 small's shapes on a GPU.
+fn attention_and_layer_norm<B: Kernels>(dev: &B::Device, heavy: bool) {
+    let s = if heavy {
+        AttnShape {
+            batch: 8,
+            seq: 1024,
+            heads: 12,
+            width: 768,
+        }
+    } else {
+        AttnShape {
+            batch: 2,
+            seq: 256,
+            heads: 4,
+            width: 128,
+        }
+    };
+    let n = s.batch * s.seq;
+    let qkv = prim::<B>(&uniform(n * 3 * s.width, 5), [n, 3 * s.width], dev);
+    let dout = prim::<B>(&uniform(n * s.width, 6), [n, s.width], dev);
+    println!("attention and LayerNorm, forward + backward: kernel vs composition");
+    side_by_side::<B>(
+        dev,
+        &format!(
+            "attention {}x{} tokens, {} heads, width {}",
+            s.batch, s.seq, s.heads, s.width
+        ),
+        || {
+            let (o, l) = B::attention_forward(qkv.clone(), s);
+            vec![
+                B::attention_backward(qkv.clone(), o.clone(), l, dout.clone(), s),
+                o,
+            ]
+        },
+        || {
+            let (o, l) = compose::attention_forward::<B>(qkv.clone(), s);
+            vec![
+                compose::attention_backward::<B>(qkv.clone(), o.clone(), l, dout.clone(), s),
+                o,
+            ]
+        },
+    );
+    let x = prim::<B>(&uniform(n * s.width, 7), [n, s.width], dev);
+    let g = prim::<B>(&uniform(s.width, 8), [1, s.width], dev);
+    let b = prim::<B>(&uniform(s.width, 9), [1, s.width], dev);
+    side_by_side::<B>(
+        dev,
+        &format!("LayerNorm [{n}, {}]", s.width),
+        || {
+            let (y, st) = B::layer_norm_forward(x.clone(), g.clone(), b.clone());
+            let (dx, dg, db) = B::layer_norm_backward(x.clone(), g.clone(), st, dout.clone());
+            vec![y, dx, dg, db]
+        },
+        || {
+            let (y, st) = compose::layer_norm_forward::<B>(x.clone(), g.clone(), b.clone());
+            let (dx, dg, db) =
+                compose::layer_norm_backward::<B>(x.clone(), g.clone(), st, dout.clone());
+            vec![y, dx, dg, db]
+        },
+    );
+}
+
 /// FLOP/s of `[m, k] x [k, n]` in precision `p`.
 fn matmul_rate<B: Backend>(dev: &B::Device, m: usize, k: usize, n: usize, p: Precision) -> f64 {
     let a = p.operand(Tensor::<B, 2>::ones([m, k], dev));
@@ -129,7 +227,7 @@ struct Bench {
 impl BackendTask for Bench {
     type Output = bool;
 
-    fn run<B: TrainBackend>(self, dev: B::Device, _name: &str) -> Result<bool, ExecError> {
+    fn run<B: TrainBackend>(self, dev: B::Device, name: &str) -> Result<bool, ExecError> {
         println!(
             "fused head cross-entropy vs float64 reference (300 rows, d 64, V 1000, chunks of 128)"
         );
@@ -138,7 +236,13 @@ impl BackendTask for Bench {
             "precision", "loss", "eval", "d hidden", "d embed", "bound"
         );
         let mut ok = true;
-        for (p, bound) in [(Precision::F32, BOUND_F32), (Precision::Bf16, BOUND_BF16)] {
+        // wgpu has no bf16.
+        let precisions: &[(Precision, f64)] = if name.starts_with("wgpu") {
+            &[(Precision::F32, BOUND_F32)]
+        } else {
+            &[(Precision::F32, BOUND_F32), (Precision::Bf16, BOUND_BF16)]
+        };
+        for &(p, bound) in precisions {
             let e = check_head::<B>(&dev, p);
             let pass = e.iter().all(|&x| x < bound);
             ok &= pass;
@@ -154,6 +258,8 @@ impl BackendTask for Bench {
             );
         }
 
+        attention_and_layer_norm::<B::InnerBackend>(&dev, self.heavy);
+
         // Floors for GPT-2 small, batch 8 x 1024: shapes of its MLP up-projection.
         let (rows, width) = if self.heavy {
             (8 * 1024, 768)
@@ -162,10 +268,14 @@ impl BackendTask for Bench {
         };
         let elems = if self.heavy { 1 << 28 } else { 1 << 22 };
         let r32 = matmul_rate::<B::InnerBackend>(&dev, rows, width, 4 * width, Precision::F32);
-        let r16 = matmul_rate::<B::InnerBackend>(&dev, rows, width, 4 * width, Precision::Bf16);
+        let r16 = if name.starts_with("wgpu") {
+            f64::NAN
+        } else {
+            matmul_rate::<B::InnerBackend>(&dev, rows, width, 4 * width, Precision::Bf16)
+        };
         let bw = bandwidth::<B::InnerBackend>(&dev, elems);
         println!(
-            "measured: matmul [{rows}x{width}]x[{width}x{}] f32 {:.1} TFLOP/s, bf16 {:.1} TFLOP/s; bandwidth {:.0} GB/s ({} MB read+write)",
+            "measured: matmul [{rows}x{width}]x[{width}x{}] f32 {:.3} TFLOP/s, bf16 {:.3} TFLOP/s; bandwidth {:.0} GB/s ({} MB read+write)",
             4 * width,
             r32 / 1e12,
             r16 / 1e12,
@@ -182,6 +292,9 @@ impl BackendTask for Bench {
             let params = param_counts(small, depth).total as f64;
             let adam_bytes = 7.0 * 4.0 * params;
             for (p, rate) in [("f32", r32), ("bf16", r16)] {
+                if rate.is_nan() {
+                    continue; // not measured (no bf16 on wgpu)
+                }
                 let s = f / rate + adam_bytes / bw;
                 println!(
                     "  depth {depth:>2} {p:>4}: {:.2} TFLOP -> {:6.2} ms compute + {:5.2} ms update = {:6.2} ms, at most {:9.0} tok/s",
@@ -206,8 +319,15 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // Full-size shapes only where a GPU runs them; the CPU gets small ones.
-    let heavy = !matches!(choice, DeviceChoice::Cpu);
+    // Full-size shapes only where a GPU runs them; the CPU and software adapters (lavapipe)
+    // get small ones.
+    let heavy = match choice {
+        DeviceChoice::Cpu => false,
+        DeviceChoice::Wgpu(n) => !progc::exec::device::wgpu_adapters()
+            .get(n)
+            .is_some_and(|a| a.is_software()),
+        _ => true,
+    };
     match dispatch(choice, true, Bench { heavy }) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
