@@ -257,7 +257,7 @@ fn device_error(msg: impl Into<String>) -> ExecError {
 
 /// The text of a caught panic.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -296,6 +296,18 @@ mod cubecl_caches {
             // `set` panics if the config was already read; then cubecl keeps its default.
             let _ = catch_unwind(|| CubeClRuntimeConfig::set(cfg));
         });
+    }
+}
+
+/// progc's CubeCL kernels against the composition on a device's first use; on a failure they
+/// are off for the process (the composition is correct, only slower), with a warning.
+#[cfg(feature = "cube")]
+fn check_kernels<B: crate::exec::kernels::Kernels>(device: &B::Device, name: &str) {
+    if let Err(why) = crate::exec::kernels::cube::self_check::<B>(device) {
+        eprintln!(
+            "warning: progc's CubeCL kernels failed their check on {name} ({why}); attention \
+             and LayerNorm run as the composition of tensor ops instead"
+        );
     }
 }
 
@@ -466,7 +478,10 @@ mod wgpu_rt {
             t.sum().into_scalar()
         }));
         match ok {
-            Ok(s) if (s - 6.0).abs() < 1e-6 => Ok(()),
+            Ok(s) if (s - 6.0).abs() < 1e-6 => {
+                super::check_kernels::<Wgpu>(device, &adapter.to_string());
+                Ok(())
+            }
             Ok(s) => Err(format!(
                 "wgpu adapter {adapter} computed a wrong test sum ({s})"
             )),
@@ -541,7 +556,10 @@ mod cuda {
             t.sum().into_scalar()
         }));
         match ok {
-            Ok(s) if (s - 6.0).abs() < 1e-6 => Ok(()),
+            Ok(s) if (s - 6.0).abs() < 1e-6 => {
+                super::check_kernels::<Cuda>(&dev, &format!("cuda:{n}"));
+                Ok(())
+            }
             Ok(s) => Err(format!("CUDA device {n} computed a wrong test sum ({s})")),
             Err(p) => Err(format!(
                 "CUDA device {n} failed to initialize: {}",

@@ -13,6 +13,9 @@
 //!   any other float type (bf16 on CUDA) goes through the composition, as on the CPU;
 //! - every kernel is checked against the float64 references of the CPU kernels' tests, for its
 //!   outputs and every gradient, on a wgpu adapter (lavapipe in CI);
+//! - a device's first use runs [`self_check`]: a kernel that fails to compile on an adapter
+//!   panics on the device's thread and leaves its output unwritten, which would train on
+//!   garbage without a word; after a failed check every op takes the composition;
 //! - everything else (GELU, linear, the head, AdamW) is still the composition, which burn's
 //!   fusion and autotune handle well enough until a GPU measures otherwise.
 
@@ -20,19 +23,108 @@ pub mod attention;
 pub mod fusion;
 pub mod layer_norm;
 
-use burn::tensor::DType;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, Tensor, TensorData};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
-use super::{AttnShape, Kernels, compose};
+use super::{AttnShape, Kernels, compose, float, prim};
 
-/// The operands, contiguous, when every one is f32; `None` sends the caller to the composition.
+/// Set by a failed [`self_check`]: from then on every op takes the composition.
+static OFF: AtomicBool = AtomicBool::new(false);
+
+/// The operands, contiguous, when every one is f32 and the kernels passed their check; `None`
+/// sends the caller to the composition.
 fn f32s<R: CubeRuntime, const N: usize>(ts: &[CubeTensor<R>; N]) -> Option<[CubeTensor<R>; N]> {
+    if OFF.load(Ordering::Relaxed) {
+        return None;
+    }
     ts.iter()
         .all(|t| t.dtype == DType::F32)
         .then(|| ts.clone().map(into_contiguous))
+}
+
+/// Runs every kernel once on `device` (through `B`, the backend training uses) against the
+/// composition, on small shapes. On a difference, or a panic, the kernels are switched off for
+/// the process and the reason is returned, for the caller to warn with.
+pub fn self_check<B: Kernels>(device: &B::Device) -> Result<(), String> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check::<B>(device)))
+        .unwrap_or_else(|p| Err(crate::exec::device::panic_text(p.as_ref())));
+    if result.is_err() {
+        OFF.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+fn check<B: Kernels>(device: &B::Device) -> Result<(), String> {
+    let s = AttnShape {
+        batch: 1,
+        seq: 7,
+        heads: 2,
+        width: 8,
+    };
+    let (n, d) = (s.seq, s.width);
+    let t = |k: usize, shape: [usize; 2]| {
+        let v: Vec<f32> = (0..shape[0] * shape[1])
+            .map(|i| ((i * k + 3) % 19) as f32 / 9.5 - 1.0)
+            .collect();
+        prim(Tensor::<B, 2>::from_data(TensorData::new(v, shape), device))
+    };
+    let (qkv, dout, x, g, b) = (
+        t(7, [n, 3 * d]),
+        t(5, [n, d]),
+        t(11, [n, d]),
+        t(3, [1, d]),
+        t(13, [1, d]),
+    );
+    let kernel = {
+        let (o, l) = B::attention_forward(qkv.clone(), s);
+        let dq = B::attention_backward(qkv.clone(), o.clone(), l.clone(), dout.clone(), s);
+        let (y, st) = B::layer_norm_forward(x.clone(), g.clone(), b.clone());
+        let (dx, dg, db) = B::layer_norm_backward(x.clone(), g.clone(), st.clone(), dout.clone());
+        [o, l, dq, y, st, dx, dg, db]
+    };
+    let composed = {
+        let (o, l) = compose::attention_forward::<B>(qkv.clone(), s);
+        let dq = compose::attention_backward::<B>(qkv, o.clone(), l.clone(), dout.clone(), s);
+        let (y, st) = compose::layer_norm_forward::<B>(x.clone(), g.clone(), b);
+        let (dx, dg, db) = compose::layer_norm_backward::<B>(x, g, st.clone(), dout);
+        [o, l, dq, y, st, dx, dg, db]
+    };
+    let names = [
+        "attention output",
+        "log-sum-exp",
+        "attention gradient",
+        "LayerNorm output",
+        "LayerNorm statistics",
+        "LayerNorm dx",
+        "LayerNorm dg",
+        "LayerNorm db",
+    ];
+    for ((k, c), name) in kernel.into_iter().zip(composed).zip(names) {
+        let read = |p| {
+            float::<B, 2>(p)
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap_or_default()
+        };
+        let (k, c) = (read(k), read(c));
+        let scale = c.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = k
+            .iter()
+            .zip(&c)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        if k.len() != c.len() || !(worst <= 1e-3 * scale) {
+            return Err(format!(
+                "the {name} differs from the composition by {worst:e}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl<R, F, I, BT> Kernels for CubeBackend<R, F, I, BT>
@@ -216,6 +308,15 @@ mod tests {
             attention_matches::<Bare>(&device, s);
             attention_matches::<Wgpu>(&device, s);
         }
+    }
+
+    /// The check every device runs on first use passes on this one (and so leaves the kernels
+    /// on for the other tests).
+    #[test]
+    fn the_self_check_passes_through_fusion() {
+        let Some(device) = device() else { return };
+        assert_eq!(super::self_check::<Wgpu>(&device), Ok(()));
+        assert!(!super::OFF.load(std::sync::atomic::Ordering::Relaxed));
     }
 
     #[test]
