@@ -143,7 +143,7 @@ impl<'p> Checker<'p> {
                 let d = &mut self.d;
                 match f.name.as_str() {
                     "text" => {
-                        let b = bind_args(f, args, &["path", "tokenizer", "val"], d);
+                        let b = bind_args(f, args, &["path", "tokenizer", "val", "split"], d);
                         self.text(f, &b, name).map(Component::Data)
                     }
                     "tokens" => {
@@ -182,6 +182,10 @@ impl<'p> Checker<'p> {
             Some(v) => val_fraction(v, d),
             None => Some(0.1),
         };
+        let val_blocks = match b.get("split") {
+            Some(v) => val_split(v, d),
+            None => Some(1),
+        };
         let path = path?.to_string();
         Some(DataSpec {
             name: name.map(str::to_string).unwrap_or_else(|| path.clone()),
@@ -189,6 +193,7 @@ impl<'p> Checker<'p> {
             path,
             tokenizer: tokenizer?,
             val_fraction: val?,
+            val_blocks: val_blocks?,
             format: DataFormat::Text,
             shards: vec![],
             val_shards: vec![],
@@ -250,6 +255,7 @@ impl<'p> Checker<'p> {
             path: train[0].clone(),
             tokenizer: tokenizer?,
             val_fraction: val?,
+            val_blocks: 1,
             format: format?,
             shards,
             val_shards,
@@ -636,6 +642,41 @@ fn val_fraction(v: &Value, d: &mut Sink) -> Option<f64> {
             Some(x)
         }
     })
+}
+
+/// Blocks a text stream is cut into before its validation part is held out (`val_blocks`).
+const DEFAULT_SPREAD_BLOCKS: u64 = 100;
+/// More blocks than this leaves each one too short to hold a validation window.
+const MAX_SPREAD_BLOCKS: u64 = 100_000;
+
+/// `split: tail` (1 block), `spread` (100 blocks) or `spread(blocks: N)` with `2 <= N`.
+fn val_split(v: &Value, d: &mut Sink) -> Option<u64> {
+    const HELP: &str = "`split: tail` holds out the end of the corpus; `split: spread(100)` \
+                        cuts it into 100 blocks and holds out the end of each";
+    let (f, args) = match &v.kind {
+        ValueKind::Call(f, args) if f.name == "spread" => (f, args),
+        _ => {
+            return match value::option(v, "split", &["tail", "spread"], d)? {
+                "tail" => Some(1),
+                _ => Some(DEFAULT_SPREAD_BLOCKS),
+            };
+        }
+    };
+    let b = bind_args(f, args, &["blocks"], d);
+    let Some(n) = b.get("blocks") else {
+        return Some(DEFAULT_SPREAD_BLOCKS);
+    };
+    let blocks = value::integer(n, "blocks", 2, d)?;
+    if blocks > MAX_SPREAD_BLOCKS {
+        value::out_of_range(
+            n.span,
+            format!("`blocks` must be at most {MAX_SPREAD_BLOCKS}, found {blocks}"),
+            Some(HELP),
+            d,
+        );
+        return None;
+    }
+    Some(blocks)
 }
 
 /// A path (or glob) string, or a non-empty list of them.

@@ -1,17 +1,22 @@
 //! Experiments: `runs` names recipes (P0103 otherwise), listed once each, non-empty, and the
 //! `reference` is one of them (P0306). `seeds` is optional: a count `N >= 1` (seeds `0..N`) or
 //! a non-empty list of distinct integers `>= 0` (P0201 / P0203 / P0306 otherwise).
-
-use std::collections::HashSet;
+//! `frontier` is optional: recipes that are not runs, each the reference but for its length
+//! (P0306 otherwise), all of distinct lengths; a frontier recipe that shares less than half of
+//! its steps with the reference (a warmup given as a fraction of the run, say) is P0407.
 
 use crate::diagnostic::{Code, Diagnostic};
-use crate::plan::spec::ExperimentSpec;
+use crate::plan::compile::shared_prefix;
+use crate::plan::spec::{ExperimentSpec, GrowthSpec, RunSpec, ScheduleSpec};
 use crate::syntax::ast::{Ident, Item, Value, ValueKind};
 
 use super::Checker;
 use super::env::{Def, DefKind};
 use super::fields::bind_fields;
 use super::value;
+
+/// The fields of an experiment (also the LSP's completions).
+pub const EXPERIMENT_FIELDS: [&str; 4] = ["runs", "reference", "seeds", "frontier"];
 
 /// More seeds than this is almost certainly a typo (`seeds: 50` instead of `seeds: 5`).
 const MAX_SEEDS: u64 = 1000;
@@ -21,7 +26,7 @@ impl<'p> Checker<'p> {
     pub fn check_experiment(
         &mut self,
         def: Def<'p>,
-        resolved: &HashSet<String>,
+        resolved: &[RunSpec],
     ) -> Option<ExperimentSpec> {
         let Item::Experiment { name, fields } = def.item else {
             return None;
@@ -29,7 +34,7 @@ impl<'p> Checker<'p> {
         let before = self.d.iter().filter(|d| d.is_error()).count();
         let b = bind_fields(
             fields,
-            &["runs", "reference", "seeds"],
+            &EXPERIMENT_FIELDS,
             &format!("experiment `{}`", name.name),
             &mut self.d,
         );
@@ -52,7 +57,7 @@ impl<'p> Checker<'p> {
                 ),
             );
         }
-        let runs = b.get("runs").and_then(|v| self.run_list(v));
+        let runs = b.get("runs").and_then(|v| self.run_list(v, "runs"));
         let reference = b.get("reference").and_then(|v| match &v.kind {
             ValueKind::Ref(n, None) => Some(n),
             _ => {
@@ -80,19 +85,153 @@ impl<'p> Checker<'p> {
             Some(v) => self.seed_list(v),
             None => Some(Vec::new()),
         };
+        let frontier = match b.get("frontier") {
+            Some(v) => self.run_list(v, "frontier").map(|(names, _)| names),
+            None => Some(Vec::new()),
+        };
+        if let (Some(frontier), Some((runs, _))) = (&frontier, &runs) {
+            for f in frontier {
+                if let Some(r) = runs.iter().find(|r| r.name == f.name) {
+                    self.d.push(
+                        Diagnostic::new(
+                            Code::P0306,
+                            f.span,
+                            format!("`{}` is both a run and a frontier point", f.name),
+                        )
+                        .with_label("also in `runs`")
+                        .with_secondary(r.span, "listed as a run here")
+                        .with_help(
+                            "the reference is already the frontier's longest point; list shorter \
+                             copies of it in `frontier` and the runs to compare in `runs`",
+                        ),
+                    );
+                }
+            }
+        }
         let errors = self.d.iter().filter(|d| d.is_error()).count() > before;
         let (runs, _) = runs?;
         let reference = reference?;
         let seeds = seeds?;
-        if errors || !runs.iter().all(|r| resolved.contains(&r.name)) {
+        let frontier = frontier?;
+        let spec_of = |n: &str| resolved.iter().find(|r| r.name == n);
+        if errors
+            || !runs
+                .iter()
+                .chain(&frontier)
+                .all(|r| spec_of(&r.name).is_some())
+        {
             return None;
         }
-        Some(ExperimentSpec {
+        let reference_spec = spec_of(&reference.name)?;
+        let mut lengths = vec![(reference_spec.total_steps, reference)];
+        let mut ok = true;
+        for f in &frontier {
+            let spec = spec_of(&f.name)?;
+            ok &= self.frontier_point(f, spec, reference, reference_spec, !seeds.is_empty());
+            if let Some((_, same)) = lengths.iter().find(|(t, _)| *t == spec.total_steps) {
+                self.d.push(
+                    Diagnostic::new(
+                        Code::P0306,
+                        f.span,
+                        format!(
+                            "`{}` has the same length as `{}` ({} steps)",
+                            f.name, same.name, spec.total_steps
+                        ),
+                    )
+                    .with_label("a frontier point at a length already measured")
+                    .with_help(
+                        "each frontier point is one more length of the reference: 1/4 and 1/2 of \
+                         its steps, for example",
+                    ),
+                );
+                ok = false;
+            }
+            lengths.push((spec.total_steps, f));
+        }
+        ok.then(|| ExperimentSpec {
             name: name.name.clone(),
             runs: runs.iter().map(|r| r.name.clone()).collect(),
             reference: reference.name.clone(),
             seeds,
+            frontier: frontier.iter().map(|r| r.name.clone()).collect(),
         })
+    }
+
+    /// A frontier recipe must be the reference but for its length (run length, schedule in
+    /// steps, evaluation and checkpoint cadence, growth steps; the seed too when the
+    /// experiment sets the seeds): P0306 otherwise. P0407 when it shares less than half of its
+    /// steps with the reference, so that training it costs nearly a whole run.
+    fn frontier_point(
+        &mut self,
+        f: &Ident,
+        spec: &RunSpec,
+        reference: &Ident,
+        reference_spec: &RunSpec,
+        seeded: bool,
+    ) -> bool {
+        let r = reference_spec;
+        let differs: Vec<&str> = [
+            ("model", spec.model != r.model),
+            ("data", spec.data != r.data),
+            ("batch", spec.batch != r.batch),
+            ("optimizer", spec.optimizer != r.optimizer),
+            ("schedule", !same_kind(&spec.schedule, &r.schedule)),
+            ("seed", !seeded && spec.seed != r.seed),
+            ("start depth", spec.start_depth != r.start_depth),
+            ("growths", !same_growths(&spec.growths, &r.growths)),
+            ("eval_batches", spec.eval_batches != r.eval_batches),
+        ]
+        .into_iter()
+        .filter_map(|(what, differs)| differs.then_some(what))
+        .collect();
+        if !differs.is_empty() {
+            let list: Vec<String> = differs.iter().map(|w| format!("`{w}`")).collect();
+            self.d.push(
+                Diagnostic::new(
+                    Code::P0306,
+                    f.span,
+                    format!(
+                        "frontier point `{}` differs from the reference `{}` in more than its \
+                         length: {}",
+                        f.name,
+                        reference.name,
+                        super::recipe::and_list(&list)
+                    ),
+                )
+                .with_label("not the reference at another length")
+                .with_secondary(reference.span, "the reference")
+                .with_help(format!(
+                    "derive it from the reference and change only its length: `recipe {}_half = \
+                     {} {{ steps = ... }}`",
+                    reference.name, reference.name
+                )),
+            );
+            return false;
+        }
+        let mut shared_spec = spec.clone();
+        shared_spec.seed = r.seed;
+        let shared = shared_prefix(&shared_spec, r);
+        if 2 * shared < spec.total_steps {
+            self.d.push(
+                Diagnostic::new(
+                    Code::P0407,
+                    f.span,
+                    format!(
+                        "frontier point `{}` shares {shared} of its {} steps with the reference",
+                        f.name, spec.total_steps
+                    ),
+                )
+                .with_label("trained almost from scratch")
+                .with_secondary(reference.span, "the reference")
+                .with_help(
+                    "a schedule whose warmup is a fraction of the run warms up for a different \
+                     number of steps at each length; give the warmup in steps (`warmup: 100`) \
+                     so that the lengths share their stable phase and only the decays are \
+                     trained apart",
+                ),
+            );
+        }
+        true
     }
 
     /// `seeds: N` as `0..N`, or `seeds: [a, b, ...]` as written.
@@ -162,17 +301,23 @@ impl<'p> Checker<'p> {
         );
     }
 
-    fn run_list(&mut self, v: &'p Value) -> Option<(Vec<&'p Ident>, &'p Value)> {
+    /// The recipe names of `runs` or `frontier`, each listed once.
+    fn run_list(&mut self, v: &'p Value, field: &str) -> Option<(Vec<&'p Ident>, &'p Value)> {
         let ValueKind::List(items) = &v.kind else {
             value::mismatch(v, "a list of recipes", &mut self.d);
             return None;
         };
         if items.is_empty() {
-            self.empty_list(
-                v,
-                "run",
-                "list the recipes to compare: `runs: [fixed, grown]`",
-            );
+            let (what, help) = if field == "frontier" {
+                (
+                    "frontier point",
+                    "list the reference at shorter lengths, `frontier: [fixed_quarter, \
+                     fixed_half]`, or leave `frontier` out",
+                )
+            } else {
+                ("run", "list the recipes to compare: `runs: [fixed, grown]`")
+            };
+            self.empty_list(v, what, help);
             return None;
         }
         let mut names: Vec<&Ident> = Vec::new();
@@ -220,4 +365,34 @@ impl<'p> Checker<'p> {
         }
         ok.then_some((names, v))
     }
+}
+
+/// Schedules of the same rule and shape; their step counts may differ with the length.
+fn same_kind(a: &ScheduleSpec, b: &ScheduleSpec) -> bool {
+    use ScheduleSpec::*;
+    match (a, b) {
+        (
+            Wsd {
+                shape: sa,
+                floor: fa,
+                ..
+            },
+            Wsd {
+                shape: sb,
+                floor: fb,
+                ..
+            },
+        ) => sa == sb && fa == fb,
+        (Cosine { floor: fa, .. }, Cosine { floor: fb, .. }) => fa == fb,
+        (Constant { .. }, Constant { .. }) => true,
+        _ => false,
+    }
+}
+
+/// The same growths but for their steps.
+fn same_growths(a: &[GrowthSpec], b: &[GrowthSpec]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| GrowthSpec { at_step: 0, ..*x } == GrowthSpec { at_step: 0, ..*y })
 }

@@ -23,13 +23,14 @@ mod value;
 
 // The language's vocabulary, for editors (completion in `lsp`).
 pub use component::{OPTIMIZER_FUNCS, SCHEDULE_FUNCS};
+pub use experiment::EXPERIMENT_FIELDS;
 pub use model::MODEL_FIELDS;
 pub use recipe::RECIPE_KEYS;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::diagnostic::{Code, Diagnostic, SourceMap};
 use crate::plan::spec::ProgramSpec;
@@ -73,10 +74,9 @@ pub fn check(program: &Program) -> (ProgramSpec, Vec<Diagnostic>) {
             DefKind::Experiment => {}
         }
     }
-    let resolved: HashSet<String> = spec.runs.iter().map(|r| r.name.clone()).collect();
     for def in &defs {
         if def.kind == DefKind::Experiment
-            && let Some(exp) = c.check_experiment(*def, &resolved)
+            && let Some(exp) = c.check_experiment(*def, &spec.runs)
         {
             spec.experiments.push(exp);
         }

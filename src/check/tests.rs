@@ -553,6 +553,121 @@ fn seeds_are_a_count_or_a_list() {
 }
 
 #[test]
+fn frontier_points_are_the_reference_at_other_lengths() {
+    // A schedule with its warmup in steps: the lengths share their stable phase.
+    let base = "schedule w = wsd(warmup: 30, decay: 10%, shape: linear, floor: 0)\n\
+                recipe f = tiny_base { schedule = w }\n\
+                recipe g = f { start depth 0; grow at 80% to depth 6 }\n";
+    let exp = |frontier: &str, extra: &str| {
+        check(&format!(
+            "{base}{extra}experiment ex {{ runs: [f, g], reference: f, seeds: 2, frontier: {frontier} }}"
+        ))
+    };
+    let quarter = "recipe f_q = f { steps = 375 }\nrecipe f_h = f { steps = 750 }\n";
+    assert_eq!(exp("[f_q, f_h]", quarter), "");
+    let (spec, _, _) = check_source(
+        "t.prog",
+        &format!(
+            "{PRELUDE}{base}{quarter}experiment ex {{ runs: [f, g], reference: f, frontier: [f_h, f_q] }}"
+        ),
+        &[],
+    );
+    let ex = spec
+        .experiments
+        .iter()
+        .find(|e| e.name == "ex")
+        .expect("ex");
+    assert_eq!(ex.frontier, vec!["f_h".to_string(), "f_q".to_string()]);
+    // More than the length differs: named, with the fields.
+    let lr = exp(
+        "[f_lr]",
+        "recipe f_lr = f { steps = 375; optimizer = adamw(lr: 1e-3); eval_batches = 8 }\n",
+    );
+    assert!(
+        lr.starts_with("P0306 frontier point `f_lr` differs from the reference `f` in more than its length: `optimizer` and `eval_batches`"),
+        "{lr}"
+    );
+    // A seed differs only without experiment seeds.
+    let seeded = "recipe f_s = f { steps = 375; seed = 4 }\n";
+    assert_eq!(exp("[f_s]", seeded), "");
+    let unseeded = check(&format!(
+        "{base}{seeded}experiment ex {{ runs: [f, g], reference: f, frontier: [f_s] }}"
+    ));
+    assert!(
+        unseeded.contains("more than its length: `seed`"),
+        "{unseeded}"
+    );
+    // The same length twice, a run as a frontier point, an empty list.
+    let twice = exp(
+        "[f_q, f_q2]",
+        "recipe f_q = f { steps = 375 }\nrecipe f_q2 = f { steps = 375 }\n",
+    );
+    assert!(
+        twice.contains("P0306 `f_q2` has the same length as `f_q` (375 steps)"),
+        "{twice}"
+    );
+    assert!(exp("[f]", "").contains("P0306 `f` is both a run and a frontier point"));
+    assert!(exp("[]", "").contains("P0306 an experiment needs at least one frontier point"));
+    assert!(
+        exp("[nope]", "").starts_with("P0103"),
+        "{}",
+        exp("[nope]", "")
+    );
+    // A warmup given as a fraction of the run shares only the first step or so: P0407.
+    let frac = check(
+        "recipe r_q = tiny_fixed { steps = 375 }\n\
+         experiment ex { runs: [tiny_fixed], reference: tiny_fixed, frontier: [r_q] }",
+    );
+    assert!(
+        frac.starts_with("P0407 frontier point `r_q` shares 1 of its 375 steps with the reference"),
+        "{frac}"
+    );
+}
+
+#[test]
+fn text_data_holds_out_a_tail_or_spread_blocks() {
+    let blocks = |split: &str| {
+        let src = format!(
+            "{PRELUDE}data d = text(\"data/emma.txt\", tokenizer: bytes, val: 1%{split})\n\
+             recipe r = tiny_base {{ data = d }}"
+        );
+        let (spec, _, diags) = check_source("t.prog", &src, &[]);
+        assert!(!has_errors(&diags), "{}", render(&diags));
+        spec.runs
+            .iter()
+            .find(|r| r.name == "r")
+            .expect("r")
+            .data
+            .val_blocks
+    };
+    assert_eq!(blocks(""), 1);
+    assert_eq!(blocks(", split: tail"), 1);
+    assert_eq!(blocks(", split: spread"), 100);
+    assert_eq!(blocks(", split: spread(blocks: 250)"), 250);
+    assert_eq!(blocks(", split: spread(40)"), 40);
+    let bad = |split: &str| {
+        check(&format!(
+            "data d = text(\"data/emma.txt\", tokenizer: bytes, val: 1%, split: {split})"
+        ))
+    };
+    assert!(
+        bad("spread(1)").starts_with("P0203 `blocks` must be at least 2"),
+        "{}",
+        bad("spread(1)")
+    );
+    assert!(
+        bad("spread(1000000)").contains("at most 100000"),
+        "{}",
+        bad("spread(1000000)")
+    );
+    assert!(
+        bad("middle").starts_with("P0110 unknown `split` value `middle`"),
+        "{}",
+        bad("middle")
+    );
+}
+
+#[test]
 fn times_in_tokens_and_steps() {
     let r = run(
         "recipe t = tiny_base { start depth 0; grow at 983040 tokens to depth 6 }",

@@ -762,6 +762,7 @@ mod tests {
                 resolved_path: corpus,
                 tokenizer: Tokenizer::Bytes,
                 val_fraction: 0.1,
+                val_blocks: 1,
                 format: DataFormat::Text,
                 shards: vec![],
                 val_shards: vec![],

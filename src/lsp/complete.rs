@@ -6,7 +6,7 @@
 
 use lsp_types::{CompletionItem, CompletionItemKind};
 
-use crate::check::{MODEL_FIELDS, OPTIMIZER_FUNCS, RECIPE_KEYS, SCHEDULE_FUNCS};
+use crate::check::{EXPERIMENT_FIELDS, MODEL_FIELDS, OPTIMIZER_FUNCS, RECIPE_KEYS, SCHEDULE_FUNCS};
 use crate::syntax::Program;
 use crate::syntax::ast::Item;
 
@@ -29,6 +29,7 @@ fn option_values(key: &str) -> &'static [&'static str] {
         "residual" => &["none", "inv_sqrt_depth", "inv_depth"],
         "shape" => &["linear", "cosine", "sqrt"],
         "tokenizer" => &["gpt2", "bytes"],
+        "split" => &["tail", "spread", "spread(blocks: 100)"],
         "clip" => &["none"],
         "nesterov" => &["true", "false"],
         _ => &[],
@@ -114,7 +115,7 @@ pub(super) fn completions(p: &Program, text: &str, offset: usize) -> Vec<Complet
                 out.extend(names_of(p, "optimizer"));
                 funcs(OPTIMIZER_FUNCS, &mut out);
             }
-            "runs" | "reference" => out.extend(names_of(p, "recipe")),
+            "runs" | "reference" | "frontier" => out.extend(names_of(p, "recipe")),
             _ => {}
         }
         if key_part.trim_end().ends_with(|c: char| is_ident(c)) && !out.is_empty() {
@@ -152,7 +153,7 @@ pub(super) fn completions(p: &Program, text: &str, offset: usize) -> Vec<Complet
                 .iter()
                 .map(|k| item(k, field, "growth option"))
                 .collect(),
-            Block::Experiment => ["runs", "reference", "seeds"]
+            Block::Experiment => EXPERIMENT_FIELDS
                 .iter()
                 .map(|k| item(k, field, "experiment field"))
                 .collect(),

@@ -27,7 +27,8 @@ pub fn compile_run(spec: &RunSpec) -> Plan {
 /// The plan of an experiment: its runs, in the experiment's order, sharing identical prefixes.
 ///
 /// `runs` should be the experiment's runs; they are taken in the order `exp.runs` names them
-/// (runs it does not name are dropped; if it names none of them, `runs` is used as given).
+/// (runs it does not name are dropped; if it names none of them, `runs` is used as given),
+/// then its frontier recipes, which are planned and trained like runs.
 /// With `seeds`, every run is planned once per seed, seed-major (every run at the first seed,
 /// then every run at the next), so a stopped experiment holds whole comparisons; runs share
 /// prefixes only within a seed, since the seed sets the init and the data order.
@@ -35,6 +36,7 @@ pub fn compile_experiment(exp: &ExperimentSpec, runs: &[RunSpec]) -> Plan {
     let ordered: Vec<RunSpec> = exp
         .runs
         .iter()
+        .chain(&exp.frontier)
         .filter_map(|n| runs.iter().find(|r| &r.name == n).cloned())
         .collect();
     let ordered = if ordered.is_empty() {
@@ -43,11 +45,13 @@ pub fn compile_experiment(exp: &ExperimentSpec, runs: &[RunSpec]) -> Plan {
         ordered
     };
     if exp.seeds.is_empty() {
-        return build(
+        let mut plan = build(
             &ordered,
             Some(exp.name.clone()),
             Some(exp.reference.clone()),
         );
+        plan.frontier = exp.frontier.clone();
+        return plan;
     }
     let mut replicas = Vec::new();
     let mut expanded = Vec::new();
@@ -73,6 +77,7 @@ pub fn compile_experiment(exp: &ExperimentSpec, runs: &[RunSpec]) -> Plan {
         rp.replica = Some(replica);
     }
     plan.seeds = exp.seeds.clone();
+    plan.frontier = exp.frontier.clone();
     plan
 }
 
@@ -298,6 +303,7 @@ fn build(runs: &[RunSpec], experiment: Option<String>, reference: Option<String>
         runs: run_plans,
         graph,
         sharing,
+        frontier: Vec::new(),
         seeds: Vec::new(),
     }
 }
@@ -390,6 +396,7 @@ pub(crate) mod tests {
                 resolved_path: "data/text.txt".into(),
                 tokenizer,
                 val_fraction: 0.01,
+                val_blocks: 1,
                 format: DataFormat::Text,
                 shards: vec![],
                 val_shards: vec![],
@@ -598,6 +605,7 @@ pub(crate) mod tests {
             runs: vec!["tau50".into(), "tau70".into(), "tau80".into()],
             reference: "tau80".into(),
             seeds: vec![],
+            frontier: vec![],
         };
         let plan = compile_experiment(&exp, &runs);
         check_invariants(&plan);
@@ -681,6 +689,7 @@ pub(crate) mod tests {
             runs: vec!["fixed".into(), "prog".into()],
             reference: "fixed".into(),
             seeds: vec![],
+            frontier: vec![],
         };
         let plan = compile_experiment(&exp, &[fixed, prog]);
         check_invariants(&plan);
@@ -705,6 +714,7 @@ pub(crate) mod tests {
             runs: vec!["tau50".into(), "tau80".into()],
             reference: "tau80".into(),
             seeds: vec![3, 0, 7],
+            frontier: vec![],
         };
         let plan = compile_experiment(&exp, &runs);
         check_invariants(&plan);
@@ -745,6 +755,7 @@ pub(crate) mod tests {
         let plain = compile_experiment(
             &ExperimentSpec {
                 seeds: vec![],
+                frontier: vec![],
                 ..exp
             },
             &runs,
@@ -783,6 +794,7 @@ pub(crate) mod tests {
             runs: vec!["short".into(), "long".into(), "flat".into()],
             reference: "long".into(),
             seeds: vec![],
+            frontier: vec![],
         };
         let plan = compile_experiment(&exp, &[short, long, flat]);
         check_invariants(&plan);
@@ -841,6 +853,7 @@ pub(crate) mod tests {
             runs: vec!["zero".into(), "random".into()],
             reference: "random".into(),
             seeds: vec![],
+            frontier: vec![],
         };
         // Runs are taken in the experiment's order.
         let plan = compile_experiment(&exp, &[a, b]);

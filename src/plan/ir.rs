@@ -123,11 +123,20 @@ pub struct Plan {
     /// The experiment's seeds (empty: one run per recipe, each with its own seed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<u64>,
+    /// The experiment's frontier recipes (the reference at other lengths), planned after its
+    /// runs at each seed; empty: no frontier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frontier: Vec<String>,
 }
 
 impl Plan {
     pub fn run(&self, name: &str) -> Option<&RunPlan> {
         self.runs.iter().find(|r| r.spec.name == name)
+    }
+
+    /// Whether `run` is a frontier point (not one of the runs being compared).
+    pub fn is_frontier(&self, run: &RunPlan) -> bool {
+        self.frontier.iter().any(|f| f == run.recipe())
     }
 
     /// The reference run that `run` is compared with: the reference recipe at the same seed.

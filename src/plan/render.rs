@@ -229,6 +229,20 @@ fn experiment_block(out: &mut String, plan: &Plan, name: &str) {
             plan.runs.len(),
         );
     }
+    if !plan.frontier.is_empty() {
+        let lengths: Vec<String> = plan
+            .frontier
+            .iter()
+            .filter_map(|f| plan.runs.iter().find(|r| r.recipe() == f))
+            .map(|r| format!("{} ({} steps)", r.recipe(), r.spec.total_steps))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  frontier: {} and the reference: final loss against compute, for each run's \
+             speedup at matched loss",
+            lengths.join(", ")
+        );
+    }
     out.push_str("  ratios: /ref = run FLOPs / reference run FLOPs;\n");
     out.push_str("          /fixed = run FLOPs / a fixed full-depth run of the same length\n");
     out.push_str(
@@ -559,6 +573,7 @@ mod tests {
             runs: vec!["tau60".into(), "tau80".into()],
             reference: "tau80".into(),
             seeds: vec![],
+            frontier: vec![],
         };
         let runs = [
             zero_to_full("tau60", tiny(), 60, 100),

@@ -110,6 +110,11 @@ pub struct DataSpec {
     /// Fraction of tokens held out for validation, in (0, 1): the tail of the stream. Unused
     /// when `val_shards` names validation files.
     pub val_fraction: f64,
+    /// How many equal blocks a text stream is cut into, the last `val_fraction` of each held
+    /// out (`split: spread(N)`), so that validation samples the whole corpus; 1 (the
+    /// default, omitted from JSON so older recipes hash as before): the stream's tail.
+    #[serde(default = "one_block", skip_serializing_if = "is_one_block")]
+    pub val_blocks: u64,
     #[serde(default, skip_serializing_if = "DataFormat::is_text")]
     pub format: DataFormat,
     /// Resolved shard paths or glob patterns of the training stream, in order (shards only).
@@ -319,6 +324,14 @@ pub struct RunSpec {
     pub checkpoint_every: u64,
 }
 
+fn one_block() -> u64 {
+    1
+}
+
+fn is_one_block(n: &u64) -> bool {
+    *n == 1
+}
+
 impl RunSpec {
     /// Depth in force at `step`.
     pub fn depth_at(&self, step: u64) -> usize {
@@ -343,6 +356,11 @@ pub struct ExperimentSpec {
     /// order and growth randomness). Empty: each run once, with its recipe's seed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<u64>,
+    /// Recipes identical to the reference but for their length, trained with the runs (at
+    /// every seed): with the reference they give final loss against compute, the frontier that
+    /// each run's speedup at matched loss is read from. Empty: no speedup is reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frontier: Vec<String>,
 }
 
 /// Everything a checked program defines.

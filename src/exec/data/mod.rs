@@ -6,7 +6,8 @@
 //! Invariants:
 //! - a `Corpus` from `load_corpus` has at least 2 tokens in each region (one input and its
 //!   target) and every token id is below `vocab`; with a held-out fraction, `val` is the last
-//!   `val_fraction` of the stream (rounded to whole tokens);
+//!   `val_fraction` of the stream (rounded to whole tokens), or of each of `val_blocks` equal
+//!   blocks of it, concatenated in order (text only);
 //! - a region never copies its stream: shards stay memory-mapped and only the windows a batch
 //!   reads are paged in, so a corpus larger than memory trains in a few hundred MB;
 //! - training batches depend only on the cursor state (seed and batches drawn so far), the
@@ -144,10 +145,45 @@ impl Corpus {
         source: PathBuf,
         content_hash: String,
     ) -> Result<Corpus, ExecError> {
+        Corpus::from_tokens_in_blocks(tokens, vocab, val_fraction, 1, source, content_hash)
+    }
+
+    /// Cuts the stream into `blocks` blocks of (nearly) equal length and holds out the last
+    /// `val_fraction` of each: the validation region is the tails one after another, the
+    /// training region the heads. With one block this is the plain tail split. Spreading the
+    /// held-out part samples every region of a corpus that is a concatenation of documents,
+    /// whose tail alone would be one author's. Errors when either region would hold fewer than
+    /// 2 tokens.
+    pub fn from_tokens_in_blocks(
+        tokens: Vec<u32>,
+        vocab: usize,
+        val_fraction: f64,
+        blocks: u64,
+        source: PathBuf,
+        content_hash: String,
+    ) -> Result<Corpus, ExecError> {
         let n = tokens.len();
         let n_val = held_out(n, val_fraction, &source)?;
-        let mut train = tokens;
-        let val = train.split_off(n - n_val);
+        let blocks = (blocks.max(1) as usize).min(n_val / 2).max(1);
+        if blocks == 1 {
+            let mut train = tokens;
+            let val = train.split_off(n - n_val);
+            return Ok(Corpus {
+                train: Region::from_vec(train),
+                val: Region::from_vec(val),
+                vocab,
+                source,
+                content_hash,
+            });
+        }
+        let mut train = Vec::with_capacity(n - n_val);
+        let mut val = Vec::with_capacity(n_val + blocks);
+        for b in 0..blocks {
+            let (start, end) = (b * n / blocks, (b + 1) * n / blocks);
+            let cut = end - ((end - start) as f64 * val_fraction).round() as usize;
+            train.extend_from_slice(&tokens[start..cut]);
+            val.extend_from_slice(&tokens[cut..end]);
+        }
         Ok(Corpus {
             train: Region::from_vec(train),
             val: Region::from_vec(val),

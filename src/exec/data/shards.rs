@@ -435,6 +435,7 @@ mod tests {
             resolved_path: shards[0].display().to_string(),
             tokenizer: Tokenizer::Bytes,
             val_fraction: 0.25,
+            val_blocks: 1,
             format,
             shards: s(shards),
             val_shards: s(val),

@@ -365,7 +365,14 @@ pub fn load_corpus_with_cache(
             (tokens, outcome)
         }
     };
-    let corpus = Corpus::from_tokens(tokens, vocab, spec.val_fraction, source, hash_hex)?;
+    let corpus = Corpus::from_tokens_in_blocks(
+        tokens,
+        vocab,
+        spec.val_fraction,
+        spec.val_blocks,
+        source,
+        hash_hex,
+    )?;
     Ok((corpus, outcome))
 }
 
@@ -382,6 +389,7 @@ mod tests {
             resolved_path: path.display().to_string(),
             tokenizer,
             val_fraction: val,
+            val_blocks: 1,
             format: DataFormat::Text,
             shards: vec![],
             val_shards: vec![],
@@ -568,6 +576,36 @@ mod tests {
             .unwrap();
         assert!(e.message.contains("validation region has 10 tokens"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn spread_split_holds_out_the_tail_of_every_block() {
+        let tokens: Vec<u32> = (0..1000).collect();
+        let c =
+            Corpus::from_tokens_in_blocks(tokens.clone(), 1000, 0.1, 4, "toy".into(), "0".into())
+                .unwrap();
+        let val = c.val.to_vec();
+        let train = c.train.to_vec();
+        // Blocks [0, 250), [250, 500), ...: 25 held-out tokens at the end of each.
+        let expected_val: Vec<u32> = (0..4u32)
+            .flat_map(|b| (b * 250 + 225)..(b * 250 + 250))
+            .collect();
+        assert_eq!(val, expected_val);
+        assert_eq!(train.len() + val.len(), 1000);
+        // Every token lands in exactly one region, in stream order within each.
+        let mut all: Vec<u32> = train.iter().chain(&val).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, tokens);
+        assert!(train.windows(2).all(|w| w[0] < w[1]));
+        // One block is the plain tail split.
+        let tail =
+            Corpus::from_tokens_in_blocks(tokens.clone(), 1000, 0.1, 1, "t".into(), "0".into())
+                .unwrap();
+        assert_eq!(tail.val.to_vec(), (900..1000).collect::<Vec<u32>>());
+        // More blocks than the held-out part can split keeps at least 2 tokens per block.
+        let many = Corpus::from_tokens_in_blocks(tokens, 1000, 0.01, 1000, "t".into(), "0".into())
+            .unwrap();
+        assert_eq!(many.val.len(), 10);
     }
 
     #[test]

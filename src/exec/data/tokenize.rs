@@ -438,6 +438,7 @@ mod tests {
                 resolved_path: String::new(),
                 tokenizer: Tokenizer::Gpt2,
                 val_fraction: 0.1,
+                val_blocks: 1,
                 format,
                 shards: vec![out.join("train*.bin").display().to_string()],
                 val_shards: vec![],

@@ -529,6 +529,7 @@ mod tests {
                 resolved_path: "x.txt".into(),
                 tokenizer: Tokenizer::Bytes,
                 val_fraction: 0.1,
+                val_blocks: 1,
                 format: DataFormat::Text,
                 shards: vec![],
                 val_shards: vec![],

@@ -23,9 +23,11 @@
 //! Invariants: results are read in plan order, one directory per plan run (`dir/<run>`), and
 //! paired figures pair runs by seed, never by position.
 
+pub mod frontier;
 mod seeds;
 pub mod stats;
 
+pub use frontier::Speedup;
 pub use seeds::{Ordering, RecipeStats};
 
 use std::path::Path;
@@ -96,6 +98,16 @@ pub struct RunReport {
     /// Steps after the last growth until within 0.5% of the reference (`None`: not mixed, or
     /// no growth).
     pub t_mix: Option<u64>,
+    /// Whether this run is a frontier point (the reference recipe at another length).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frontier: bool,
+    /// The reference's compute to reach this run's final loss over this run's compute, read
+    /// from the frontier at this run's seed (`frontier.rs`). `None`: no frontier, or the run
+    /// ended above the frontier's highest loss (`above_frontier`).
+    #[serde(default)]
+    pub speedup_at_matched_loss: Option<Speedup>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub above_frontier: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +127,9 @@ pub struct ExperimentReport {
     /// paired difference (with `seeds` only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orderings: Vec<Ordering>,
+    /// The frontier recipes (the reference at other lengths); empty: no speedup is reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frontier: Vec<String>,
 }
 
 /// Validation loss of `points` at `step`, linearly interpolated (clamped at the ends).
@@ -201,6 +216,24 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
             .position(|r| r.spec.name == name)
             .and_then(|i| results.get(i))
     };
+    let point = |res: &RunResult| frontier::Point {
+        steps: res.summary.total_steps,
+        flops: res.summary.flops,
+        wall_s: res.summary.wall_s,
+        loss: res.summary.final_val_loss,
+    };
+    // The frontier at `seed`: the reference and every frontier recipe at that seed.
+    let frontier_at = |seed: u64| -> Vec<frontier::Point> {
+        plan.runs
+            .iter()
+            .zip(results)
+            .filter(|(rp, _)| {
+                (rp.recipe() == reference || plan.is_frontier(rp))
+                    && (plan.seeds.is_empty() || rp.spec.seed == seed)
+            })
+            .map(|(_, res)| point(res))
+            .collect()
+    };
     let mut runs = Vec::new();
     let mut device = String::new();
     for (rp, res) in plan.runs.iter().zip(results) {
@@ -248,7 +281,18 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
             spikes,
             rises,
             t_mix: t_mix(res, &ref_points),
+            frontier: plan.is_frontier(rp),
+            speedup_at_matched_loss: None,
+            above_frontier: false,
         });
+        let run = runs.last_mut().expect("just pushed");
+        if !plan.frontier.is_empty() && !run.frontier {
+            match frontier::matched(&frontier_at(rp.spec.seed), &point(res)) {
+                frontier::Matched::Speedup(x) => run.speedup_at_matched_loss = Some(x),
+                frontier::Matched::Above => run.above_frontier = true,
+                frontier::Matched::Undefined => {}
+            }
+        }
     }
     if runs.is_empty() {
         return Err(no_reference(&reference));
@@ -263,6 +307,7 @@ pub fn build_report(plan: &Plan, results: &[RunResult]) -> Result<ExperimentRepo
         seeds: plan.seeds.clone(),
         recipes,
         orderings,
+        frontier: plan.frontier.clone(),
     })
 }
 
@@ -282,9 +327,10 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
     }
     out.push_str(
         "| run | final val loss | gap | FLOPs (exact) | FLOPs/ref exact | 6N emb | 6N non-emb | \
-         wall s | wall/ref | growth at | spike | rise (back after) | t_mix |\n",
+         wall s | wall/ref | growth at | spike | rise (back after) | t_mix | speedup at matched \
+         loss (exact / 6N / wall) |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for run in &r.runs {
         let growth = if run.growth_steps.is_empty() {
             "-".to_string()
@@ -322,8 +368,24 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
             (false, Some(t)) => format!("{t} steps"),
             (false, None) => "not mixed".to_string(),
         };
+        let speedup = match (
+            &run.speedup_at_matched_loss,
+            run.frontier,
+            run.above_frontier,
+        ) {
+            (_, true, _) => "frontier".to_string(),
+            (_, _, true) => "above the frontier".to_string(),
+            (Some(x), _, _) => {
+                let b = if x.bound { ">= " } else { "" };
+                format!(
+                    "{b}{:.2}x / {b}{:.2}x / {b}{:.2}x",
+                    x.exact, x.six_n_embedding, x.wall
+                )
+            }
+            (None, _, _) => "-".to_string(),
+        };
         out.push_str(&format!(
-            "| {} | {:.4} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2} | {} | {} | {} | {} |\n",
+            "| {} | {:.4} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2} | {} | {} | {} | {} | {} |\n",
             run.run,
             run.final_val_loss,
             pct(run.gap),
@@ -337,6 +399,7 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
             spikes,
             rises,
             mix,
+            speedup,
         ));
     }
     let s = &r.sharing;
@@ -349,6 +412,7 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
         human(s.flops_separate.exact),
         100.0 * (1.0 - s.flops_trained.ratio(s.flops_separate).exact),
     ));
+    out.push_str(&frontier_note(r));
     out.push_str(
         "\ngap: relative difference of the final validation loss to the reference. FLOPs/ref: \
          compute relative to the reference run in three conventions (exact with attention and \
@@ -360,6 +424,31 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
          ![validation loss against FLOPs](val_vs_flops.svg)\n",
     );
     out
+}
+
+/// What the speedup column means, or how to get one.
+fn frontier_note(r: &ExperimentReport) -> String {
+    if r.frontier.is_empty() {
+        return format!(
+            "\nNo speedup at matched loss: this experiment has no frontier. Add `frontier: \
+             [{0}_quarter, {0}_half]`, the reference trained to 1/4 and 1/2 of its steps with \
+             the warmup in steps (docs/language.md, Experiments).\n",
+            r.reference
+        );
+    }
+    let names: Vec<String> = r.frontier.iter().map(|f| format!("`{f}`")).collect();
+    format!(
+        "\nSpeedup at matched loss: the compute the reference recipe needs to reach a run's final \
+         validation loss, over the compute the run used, in exact FLOPs, 6N FLOPs with \
+         embeddings and wall-clock seconds. The reference's need is read from its frontier, \
+         `{}` and {}, each trained to its own length with its own decay, log-linear in compute \
+         between the two points around the run's loss; \">=\": the run ended below the whole \
+         frontier, so the figure is a lower bound; \"above the frontier\": the run ended above \
+         its shortest point, which is never extrapolated. Over seeds: the geometric mean, with \
+         the 95% interval of the mean log.\n",
+        r.reference,
+        names.join(", ")
+    )
 }
 
 /// One run's validation curve `(step, x, val)` and its growth rings `(x, val)`.
@@ -593,6 +682,7 @@ mod tests {
             runs: vec!["a".into(), "b".into(), "c".into()],
             reference: "a".into(),
             seeds: vec![0, 1, 2],
+            frontier: vec![],
         };
         let plan = compile_experiment(&exp, &runs);
         // Per seed: a = 1.0, 1.5, 2.0; b = a + 0.19, 0.20, 0.21 (a clear, paired 0.2); c = a
@@ -668,6 +758,111 @@ mod tests {
         assert_eq!(b.spread, None);
         assert_eq!(b.gap.as_ref().map(|g| g.n), Some(2));
         assert!(to_markdown(&r).contains("| b | diverged |"));
+    }
+
+    #[test]
+    fn frontier_gives_each_run_its_speedup_at_matched_loss() {
+        use crate::plan::compile::compile_experiment;
+        use crate::plan::compile::tests::{run, tiny, wsd};
+        use crate::plan::spec::ExperimentSpec;
+        // The reference `a` at 20 steps, its frontier at 5 and 10 steps: warmup in steps, so
+        // the three share their stable phase. `b` grows 0 -> 2; `c` and `d` are fixed copies.
+        let grown = vec![crate::plan::compile::tests::grow(10, 0, 2)];
+        let runs = [
+            run("a", tiny(), 2, vec![], 20, wsd(2, 2)),
+            run("b", tiny(), 0, grown, 20, wsd(2, 2)),
+            run("c", tiny(), 2, vec![], 20, wsd(2, 2)),
+            run("d", tiny(), 2, vec![], 20, wsd(2, 2)),
+            run("a_q", tiny(), 2, vec![], 5, wsd(2, 1)),
+            run("a_h", tiny(), 2, vec![], 10, wsd(2, 1)),
+        ];
+        let exp = |seeds: Vec<u64>| ExperimentSpec {
+            name: "ex".into(),
+            runs: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            reference: "a".into(),
+            seeds,
+            frontier: vec!["a_q".into(), "a_h".into()],
+        };
+        // Frontier: 5 steps -> 1.5, 10 -> 1.2, 20 -> 1.0. b ends halfway between the last two
+        // (1.1), c below the whole frontier (0.9), d above it (2.0).
+        let finals = |recipe: &str| match recipe {
+            "a" => 1.0,
+            "b" => 1.1,
+            "c" => 0.9,
+            "d" => 2.0,
+            "a_q" => 1.5,
+            _ => 1.2,
+        };
+        for seeds in [vec![], vec![0, 1]] {
+            let plan = compile_experiment(&exp(seeds.clone()), &runs);
+            assert_eq!(plan.runs.len(), 6 * seeds.len().max(1));
+            let results: Vec<RunResult> = plan
+                .runs
+                .iter()
+                .map(|rp| result(rp, finals(rp.recipe())))
+                .collect();
+            let report = build_report(&plan, &results).expect("every run finished");
+            let by = |recipe: &str| {
+                report
+                    .runs
+                    .iter()
+                    .zip(&plan.runs)
+                    .find(|(_, rp)| rp.recipe() == recipe)
+                    .expect(recipe)
+            };
+            let flops = |recipe: &str| by(recipe).1.flops;
+            let (b, b_plan) = by("b");
+            let x = b.speedup_at_matched_loss.expect("b is inside the frontier");
+            let at = (flops("a_h").exact * flops("a").exact).sqrt();
+            assert!((x.exact - at / b_plan.flops.exact).abs() < 1e-9, "{x:?}");
+            assert!(x.exact > 1.0 && !x.bound);
+            let at6 = (flops("a_h").six_n_embedding * flops("a").six_n_embedding).sqrt();
+            assert!((x.six_n_embedding - at6 / b_plan.flops.six_n_embedding).abs() < 1e-9);
+            // Every run took 1 s: the reference's time at that loss is 1 s too.
+            assert!((x.wall - 1.0).abs() < 1e-12);
+            let c = by("c").0.speedup_at_matched_loss.expect("a bound");
+            assert!(c.bound && (c.exact - 1.0).abs() < 1e-12, "{c:?}");
+            assert!(by("d").0.above_frontier && by("d").0.speedup_at_matched_loss.is_none());
+            assert!(by("a_q").0.frontier && by("a_q").0.speedup_at_matched_loss.is_none());
+            // The reference lies on its own frontier.
+            let a = by("a").0.speedup_at_matched_loss.expect("on the frontier");
+            assert!((a.exact - 1.0).abs() < 1e-12 && !a.bound);
+            let md = to_markdown(&report);
+            assert!(md.contains("| frontier |"), "{md}");
+            assert!(md.contains("above the frontier"), "{md}");
+            assert!(md.contains(">= 1.00x / >= 1.00x / >= 1.00x"), "{md}");
+            assert!(md.contains("Speedup at matched loss: the compute"), "{md}");
+            let json = serde_json::to_value(&report).expect("json");
+            let first = &json["runs"][1]["speedup_at_matched_loss"];
+            assert_eq!(first["bound"], false, "{first}");
+            assert!(first["wall"].is_number() && first["six_n_non_embedding"].is_number());
+            if !seeds.is_empty() {
+                let stats = report.recipes.iter().find(|s| s.recipe == "b").expect("b");
+                let s = stats.speedup.clone().expect("two seeds");
+                assert_eq!(s.n, 2);
+                assert!((s.mean - x.exact).abs() < 1e-9 && (s.low - s.mean).abs() < 1e-9);
+                let d = report.recipes.iter().find(|s| s.recipe == "d").expect("d");
+                assert_eq!(d.speedup_per_seed, vec![None, None]);
+                assert!(md.contains(&format!("| {:.2}x [", x.exact)), "{md}");
+            }
+        }
+        // Without a frontier: no figure, and one line that says how to add one.
+        let plain = compile_experiment(
+            &ExperimentSpec {
+                frontier: vec![],
+                ..exp(vec![])
+            },
+            &runs,
+        );
+        let results: Vec<RunResult> = plain.runs.iter().map(|rp| result(rp, 1.0)).collect();
+        let report = build_report(&plain, &results).expect("report");
+        assert!(
+            report
+                .runs
+                .iter()
+                .all(|r| r.speedup_at_matched_loss.is_none())
+        );
+        assert!(to_markdown(&report).contains("No speedup at matched loss: this experiment has no frontier. Add `frontier: [a_quarter, a_half]`"));
     }
 
     #[test]

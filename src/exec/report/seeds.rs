@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::RunReport;
-use super::stats::{Interval, Spread, paired_interval, spread};
+use super::stats::{Interval, Spread, mean_interval, paired_interval, spread};
 use crate::plan::ir::Plan;
 
 /// One recipe of a seeded experiment, over its seeds.
@@ -32,6 +32,39 @@ pub struct RecipeStats {
     pub gap_relative_mean: f64,
     /// t_mix per seed (`None`: not mixed, or no growth).
     pub t_mix: Vec<Option<u64>>,
+    /// Speedup at matched loss in exact FLOPs per seed (`None`: above the frontier, no
+    /// frontier, or a frontier point); empty without a frontier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub speedup_per_seed: Vec<Option<f64>>,
+    /// Geometric mean of the per-seed speedups that exist, with the 95% interval of their mean
+    /// logarithm, exponentiated (`low`/`high` equal the mean with one seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<Interval>,
+    /// Some seed's speedup is a lower bound (the run ended below the frontier).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub speedup_bound: bool,
+}
+
+/// The geometric mean of ratios with the interval of their mean log, exponentiated; a single
+/// figure is its own mean and interval.
+fn ratio_interval(xs: &[f64]) -> Option<Interval> {
+    let logs: Vec<f64> = xs.iter().map(|x| x.ln()).collect();
+    let i = match mean_interval(&logs) {
+        Some(i) => i,
+        None if logs.len() == 1 && logs[0].is_finite() => Interval {
+            n: 1,
+            mean: logs[0],
+            low: logs[0],
+            high: logs[0],
+        },
+        None => return None,
+    };
+    Some(Interval {
+        n: i.n,
+        mean: i.mean.exp(),
+        low: i.low.exp(),
+        high: i.high.exp(),
+    })
 }
 
 /// One step of the ordering: `higher` has the higher mean final loss than `lower`.
@@ -77,6 +110,19 @@ pub fn over_seeds(plan: &Plan, runs: &[RunReport]) -> (Vec<RecipeStats>, Vec<Ord
             .map(|&s| at(recipe, s).map_or(f64::NAN, |r| r.final_val_loss))
             .collect()
     };
+    let speedups = |recipe: &str| -> Vec<Option<f64>> {
+        if plan.frontier.is_empty() {
+            return Vec::new();
+        }
+        plan.seeds
+            .iter()
+            .map(|&s| {
+                at(recipe, s)
+                    .and_then(|r| r.speedup_at_matched_loss)
+                    .map(|x| x.exact)
+            })
+            .collect()
+    };
     let reference = plan.reference.clone().unwrap_or_default();
     let ref_finals = finals(&reference);
     let stats: Vec<RecipeStats> = recipes
@@ -102,6 +148,15 @@ pub fn over_seeds(plan: &Plan, runs: &[RunReport]) -> (Vec<RecipeStats>, Vec<Ord
                     .iter()
                     .map(|&s| at(recipe, s).and_then(|r| r.t_mix))
                     .collect(),
+                speedup_per_seed: speedups(recipe),
+                speedup: ratio_interval(
+                    &speedups(recipe).into_iter().flatten().collect::<Vec<f64>>(),
+                ),
+                speedup_bound: plan.seeds.iter().any(|&s| {
+                    at(recipe, s)
+                        .and_then(|r| r.speedup_at_matched_loss)
+                        .is_some_and(|x| x.bound)
+                }),
                 final_val_loss: vals,
             }
         })
@@ -143,6 +198,28 @@ fn interval_text(i: &Option<Interval>) -> String {
     }
 }
 
+/// `1.46x [1.31, 1.62] (3 seeds)`, `>= 2.10x ...` when a seed is a bound, with the seeds that
+/// ended above the frontier named.
+fn speedup_text(s: &RecipeStats) -> String {
+    let above = s.speedup_per_seed.iter().filter(|x| x.is_none()).count();
+    let mut text = match &s.speedup {
+        None => "above the frontier".to_string(),
+        Some(i) => format!(
+            "{}{:.2}x [{:.2}, {:.2}] ({} seed{})",
+            if s.speedup_bound { ">= " } else { "" },
+            i.mean,
+            i.low,
+            i.high,
+            i.n,
+            if i.n == 1 { "" } else { "s" }
+        ),
+    };
+    if above > 0 && s.speedup.is_some() {
+        text.push_str(&format!("; {above} above the frontier"));
+    }
+    text
+}
+
 /// The over-seeds tables: one row per recipe, then the ordering.
 pub fn markdown(r: &super::ExperimentReport) -> String {
     let seeds: Vec<String> = r.seeds.iter().map(u64::to_string).collect();
@@ -154,10 +231,16 @@ pub fn markdown(r: &super::ExperimentReport) -> String {
         r.seeds.len(),
         seeds.join(", ")
     );
+    let with_frontier = !r.frontier.is_empty();
     out.push_str(
         "| run | mean | sd | min | max | gap to reference, nats [95% interval] | gap % (mean) | \
-         t_mix per seed |\n|---|---|---|---|---|---|---|---|\n",
+         t_mix per seed |",
     );
+    out.push_str(if with_frontier {
+        " speedup at matched loss, exact FLOPs [95% interval] |\n|---|---|---|---|---|---|---|---|---|\n"
+    } else {
+        "\n|---|---|---|---|---|---|---|---|\n"
+    });
     for s in &r.recipes {
         let (mean, sd, min, max) = match &s.spread {
             Some(p) => (
@@ -181,8 +264,15 @@ pub fn markdown(r: &super::ExperimentReport) -> String {
             .iter()
             .map(|t| t.map_or("not mixed".into(), |v| v.to_string()))
             .collect();
+        let speedup = if !with_frontier {
+            String::new()
+        } else if r.frontier.contains(&s.recipe) {
+            " frontier |".to_string()
+        } else {
+            format!(" {} |", speedup_text(s))
+        };
         out.push_str(&format!(
-            "| {} | {mean} | {sd} | {min} | {max} | {gap} | {} | {} |\n",
+            "| {} | {mean} | {sd} | {min} | {max} | {gap} | {} | {} |{speedup}\n",
             s.recipe,
             if s.recipe == r.reference {
                 "-".to_string()
