@@ -333,3 +333,207 @@ fn tokenized_shards_train_in_both_formats_and_bad_shards_write_nothing() {
     assert_no_panic(&run);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A small recipe in its own temp folder: 1 layer, `steps` steps of 2 x 128 bytes of Emma,
+/// a checkpoint every 20 steps.
+fn small_recipe(tag: &str, steps: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("progc-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let corpus = std::fs::canonicalize("data/emma.txt").expect("shipped corpus");
+    let recipe = dir.join("r.prog");
+    std::fs::write(
+        &recipe,
+        format!(
+            "import \"std/gpt2.prog\"\nrecipe r {{\n model = gpt2_tiny {{ depth: 1 }}\n \
+             data = text({:?}, tokenizer: bytes, val: 10%)\n steps = {steps}\n batch = 2 x 128\n \
+             optimizer = adamw(lr: 1e-3)\n schedule = constant(warmup: 0)\n eval_every = 50\n \
+             checkpoint_every = 20\n}}\n",
+            corpus.to_str().expect("utf-8 path")
+        ),
+    )
+    .expect("recipe");
+    (dir, recipe)
+}
+
+fn metric_steps(dir: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["step"].as_u64())
+        .collect()
+}
+
+#[test]
+fn one_writer_per_run_directory() {
+    let (dir, recipe) = small_recipe("lock", 100_000);
+    let r = recipe.to_str().expect("utf-8 path");
+    let out_dir = dir.join("out");
+    let out = out_dir.to_str().expect("utf-8 path");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_progc"))
+        .args(["run", r, "--device", "cpu", "--no-progress", "--out", out])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the progc binary starts");
+    // Until it has written a checkpoint (step 20) and some rows after it.
+    let t0 = std::time::Instant::now();
+    while metric_steps(&out_dir).len() < 40 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "the first run wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let run_json = std::fs::read(out_dir.join("run.json")).expect("run.json");
+    let pid = first.id().to_string();
+    for args in [
+        vec!["run", r, "--device", "cpu", "--no-progress", "--out", out],
+        vec!["run", "--resume", out, "--device", "cpu", "--no-progress"],
+    ] {
+        let o = progc(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {t}");
+        assert_no_panic(&o);
+        assert!(
+            t.contains(&format!("is being written by process {pid} on ")) && t.contains("started"),
+            "{t}"
+        );
+        assert!(t.contains(&format!("progc run --resume {out}")), "{t}");
+    }
+    assert_eq!(std::fs::read(out_dir.join("run.json")).expect("run.json"), run_json);
+    // kill -9: the OS drops the lock with the process; resume works at once.
+    first.kill().expect("kill");
+    first.wait().expect("reaped");
+    let done = *metric_steps(&out_dir).last().expect("rows");
+    let stop = (done + 30).to_string();
+    let o = progc(&[
+        "run", "--resume", out, "--device", "cpu", "--no-progress", "--stop-after", &stop,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let steps = metric_steps(&out_dir);
+    let mut unique = steps.clone();
+    unique.dedup();
+    assert_eq!(unique, steps, "no step written twice");
+    assert_eq!(*steps.last().expect("rows"), done + 29, "stopped after step {stop}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn runs_started_together_get_their_own_default_directories() {
+    let (dir, recipe) = small_recipe("fresh", 10);
+    let r = recipe.to_str().expect("utf-8 path");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_progc"))
+            .args(["run", r, "--device", "cpu", "--no-progress"])
+            .current_dir(&dir)
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(start);
+        let b = s.spawn(start);
+        (
+            a.join().expect("thread").expect("runs"),
+            b.join().expect("thread").expect("runs"),
+        )
+    });
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b));
+    for d in ["runs/r", "runs/r-2"] {
+        let steps = metric_steps(&dir.join(d));
+        assert_eq!(steps.len(), 10, "{d}: {steps:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts a long run of `recipe` into `out`, waits for `rows` metric rows, sends `signal`
+/// (`INT` or `TERM`) and returns its exit code and stderr.
+fn stop_with(recipe: &str, out: &std::path::Path, resume: bool, signal: &str) -> (i32, String) {
+    let mut args = vec!["run"];
+    let out_s = out.to_str().expect("utf-8 path");
+    if resume {
+        args.extend(["--resume", out_s]);
+    } else {
+        args.extend([recipe, "--out", out_s]);
+    }
+    args.extend(["--device", "cpu", "--no-progress"]);
+    let before = metric_steps(out).len();
+    let child = Command::new(env!("CARGO_BIN_EXE_progc"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the progc binary starts");
+    let t0 = std::time::Instant::now();
+    while metric_steps(out).len() < before + 30 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "the run wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let o = child.wait_with_output().expect("exits");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn stop_signals_save_the_step_and_resume_bit_identically() {
+    let (dir, recipe) = small_recipe("signal", 100_000);
+    let r = recipe.to_str().expect("utf-8 path");
+    let out = dir.join("out");
+    let out_s = out.to_str().expect("utf-8 path");
+    let (code, err) = stop_with(r, &out, false, "INT");
+    assert_eq!(code, 130, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let steps = metric_steps(&out);
+    let n = steps.last().expect("rows") + 1;
+    assert!(
+        err.contains(&format!(
+            "SIGINT received: stopped at step {n} of 100000; resume with: progc run --resume {out_s}"
+        )),
+        "{err}"
+    );
+    // The step it stopped at is checkpointed: resuming starts there (SIGTERM this time).
+    let (code, err) = stop_with(r, &out, true, "TERM");
+    assert_eq!(code, 143, "{err}");
+    assert!(err.contains("SIGTERM received: stopped at step"), "{err}");
+    let steps = metric_steps(&out);
+    let expected: Vec<u64> = (0..steps.len() as u64).collect();
+    assert_eq!(steps, expected, "every step once, none lost");
+    // The same steps trained without interruption give the same losses, bit for bit.
+    let m = steps.len() as u64;
+    let reference = dir.join("reference");
+    let o = progc(&[
+        "run",
+        r,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        reference.to_str().expect("utf-8 path"),
+        "--stop-after",
+        &m.to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let losses = |d: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .expect("metrics")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("row");
+                format!("{} {} {}", v["step"], v["train_loss"], v["val_loss"])
+            })
+            .collect()
+    };
+    assert_eq!(losses(&out), losses(&reference));
+    let _ = std::fs::remove_dir_all(&dir);
+}

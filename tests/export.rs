@@ -114,6 +114,11 @@ fn export_writes_a_gpt2_folder_with_progcs_loss() {
     let (model, spec) = from_hf::<burn::backend::Flex>(&hf, &dev).unwrap();
     assert_eq!(spec.depth, 2);
     let progc_loss = ev["val_loss"].as_f64().unwrap();
+    // One loss per batch, whose mean is the loss.
+    let per_batch: Vec<f64> = serde_json::from_value(ev["batch_losses"].clone()).unwrap();
+    assert_eq!(per_batch.len(), batches.len());
+    let mean = per_batch.iter().sum::<f64>() / per_batch.len() as f64;
+    assert!((mean - progc_loss).abs() < 1e-12, "{mean} vs {progc_loss}");
     let imported = validation_loss(&model, &batches, &dev, Precision::F32);
     let rel = (imported - progc_loss).abs() / progc_loss;
     assert!(rel < 1e-6, "{imported} vs {progc_loss} ({rel})");

@@ -2,8 +2,9 @@
 //! `reference` is one of them (P0306). `seeds` is optional: a count `N >= 1` (seeds `0..N`) or
 //! a non-empty list of distinct integers `>= 0` (P0201 / P0203 / P0306 otherwise).
 //! `frontier` is optional: recipes that are not runs, each the reference but for its length
-//! (P0306 otherwise), all of distinct lengths; a frontier recipe that shares less than half of
-//! its steps with the reference (a warmup given as a fraction of the run, say) is P0407.
+//! (P0306 otherwise). P0407 warns about a frontier point that shares less than half of its
+//! steps with the reference (a warmup given as a fraction of the run, say), and about one whose
+//! length is already measured, which is left out.
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::plan::compile::shared_prefix;
@@ -125,35 +126,40 @@ impl<'p> Checker<'p> {
         let reference_spec = spec_of(&reference.name)?;
         let mut lengths = vec![(reference_spec.total_steps, reference)];
         let mut ok = true;
+        let mut points = Vec::new();
         for f in &frontier {
             let spec = spec_of(&f.name)?;
             ok &= self.frontier_point(f, spec, reference, reference_spec, !seeds.is_empty());
+            // A warning, not an error: `--set steps=N` gives every recipe one length, and the
+            // rest of the file must still run.
             if let Some((_, same)) = lengths.iter().find(|(t, _)| *t == spec.total_steps) {
                 self.d.push(
                     Diagnostic::new(
-                        Code::P0306,
+                        Code::P0407,
                         f.span,
                         format!(
-                            "`{}` has the same length as `{}` ({} steps)",
+                            "frontier point `{}` has the same length as `{}` ({} steps): left \
+                             out of the frontier",
                             f.name, same.name, spec.total_steps
                         ),
                     )
-                    .with_label("a frontier point at a length already measured")
+                    .with_label("a length already measured")
                     .with_help(
                         "each frontier point is one more length of the reference: 1/4 and 1/2 of \
                          its steps, for example",
                     ),
                 );
-                ok = false;
+                continue;
             }
             lengths.push((spec.total_steps, f));
+            points.push(f.name.clone());
         }
         ok.then(|| ExperimentSpec {
             name: name.name.clone(),
             runs: runs.iter().map(|r| r.name.clone()).collect(),
             reference: reference.name.clone(),
             seeds,
-            frontier: frontier.iter().map(|r| r.name.clone()).collect(),
+            frontier: points,
         })
     }
 

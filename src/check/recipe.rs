@@ -272,12 +272,20 @@ impl<'p> Checker<'p> {
                 }
             }),
         };
-        let checkpoint_every = match eff.get("checkpoint_every") {
-            // Every 5% of the run: a crash loses at most that much, at 20 writes per run.
-            None => total.map(|t| (t / 20).max(1)),
-            Some((_, v)) => {
-                value::time(v, "checkpoint_every", d).and_then(|t| Some(t.steps(total?, tps?, d)))
-            }
+        // Every 5% of the run: a crash loses at most that much, at 20 writes per run. A
+        // wall-clock time (`30 min`) replaces the default clock bound and keeps this.
+        let default_every = total.map(|t| (t / 20).max(1));
+        let (checkpoint_every, checkpoint_clock_s) = match eff.get("checkpoint_every") {
+            None => (default_every, Some(None)),
+            Some((_, v)) => match value::clock_seconds(v, "checkpoint_every", d) {
+                None => (default_every, None),
+                Some(Some(seconds)) => (default_every, Some(Some(seconds))),
+                Some(None) => (
+                    value::time(v, "checkpoint_every", d)
+                        .and_then(|t| Some(t.steps(total?, tps?, d))),
+                    Some(None),
+                ),
+            },
         };
         let start = match eff.start {
             None => model.as_ref().map(|m| (m.depth, None)),
@@ -315,6 +323,7 @@ impl<'p> Checker<'p> {
             start?,
             growths?,
         );
+        let checkpoint_clock_s = checkpoint_clock_s?;
         if !complete || inherited_error || self.error_count() > errors_before {
             return None;
         }
@@ -332,6 +341,7 @@ impl<'p> Checker<'p> {
             eval_every,
             eval_batches,
             checkpoint_every,
+            checkpoint_clock_s,
         })
     }
 

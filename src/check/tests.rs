@@ -65,9 +65,10 @@ fn expect(src: &str, want: &str) {
 fn std_library_checks_without_errors() {
     let (spec, _, diags) = check_source("t.prog", "import \"std/paper.prog\"", &[]);
     assert!(!has_errors(&diags), "{}", render(&diags));
-    // 45 CPU-size recipes (E1-E7 in 8 experiments) and 22 GPU-size ones (8 experiments).
-    assert_eq!(spec.runs.len(), 67);
-    assert_eq!(spec.experiments.len(), 16);
+    // 45 tiny recipes (E1-E7 in 8 experiments), 18 mid ones (5 experiments) and 22 GPU-size
+    // ones (8 experiments).
+    assert_eq!(spec.runs.len(), 85);
+    assert_eq!(spec.experiments.len(), 21);
     // The warnings std deliberately triggers (multi-stage, zero init, copy(last), late growth).
     let warned: std::collections::BTreeSet<String> =
         diags.iter().map(|d| d.code.to_string()).collect();
@@ -603,9 +604,22 @@ fn frontier_points_are_the_reference_at_other_lengths() {
         "recipe f_q = f { steps = 375 }\nrecipe f_q2 = f { steps = 375 }\n",
     );
     assert!(
-        twice.contains("P0306 `f_q2` has the same length as `f_q` (375 steps)"),
+        twice.starts_with(
+            "P0407 frontier point `f_q2` has the same length as `f_q` (375 steps): left out"
+        ),
         "{twice}"
     );
+    // `--set steps=N` gives every recipe one length: the frontier empties, nothing breaks.
+    let (spec, _, diags) = check_source(
+        "t.prog",
+        &format!(
+            "{PRELUDE}{base}{quarter}experiment ex {{ runs: [f, g], reference: f, frontier: [f_q, f_h] }}"
+        ),
+        &["steps=500".to_string()],
+    );
+    assert!(!has_errors(&diags), "{}", render(&diags));
+    let ex = spec.experiments.iter().find(|e| e.name == "ex").expect("ex");
+    assert!(ex.frontier.is_empty());
     assert!(exp("[f]", "").contains("P0306 `f` is both a run and a frontier point"));
     assert!(exp("[]", "").contains("P0306 an experiment needs at least one frontier point"));
     assert!(
@@ -619,7 +633,7 @@ fn frontier_points_are_the_reference_at_other_lengths() {
          experiment ex { runs: [tiny_fixed], reference: tiny_fixed, frontier: [r_q] }",
     );
     assert!(
-        frac.starts_with("P0407 frontier point `r_q` shares 1 of its 375 steps with the reference"),
+        frac.starts_with("P0407 frontier point `r_q` shares 0 of its 375 steps with the reference"),
         "{frac}"
     );
 }
@@ -665,6 +679,32 @@ fn text_data_holds_out_a_tail_or_spread_blocks() {
         "{}",
         bad("middle")
     );
+}
+
+#[test]
+fn checkpoints_every_steps_or_every_wall_clock_minutes() {
+    let spec_of = |extra: &str| run(&format!("recipe c = tiny_base {{ {extra} }}"), "c", &[]);
+    let d = spec_of("");
+    assert_eq!((d.checkpoint_every, d.checkpoint_clock_s), (75, None));
+    assert_eq!(d.checkpoint_clock(), Some(std::time::Duration::from_secs(1800)));
+    let m = spec_of("checkpoint_every = 10 min");
+    assert_eq!((m.checkpoint_every, m.checkpoint_clock_s), (75, Some(600)));
+    let h = spec_of("checkpoint_every = 2 h");
+    assert_eq!(h.checkpoint_clock_s, Some(7200));
+    let off = spec_of("checkpoint_every = 0 min");
+    assert_eq!(off.checkpoint_clock(), None);
+    let steps = spec_of("checkpoint_every = 300");
+    assert_eq!((steps.checkpoint_every, steps.checkpoint_clock_s), (300, None));
+    assert_eq!(
+        codes("recipe c = tiny_base { checkpoint_every = 1.5 s }"),
+        vec!["P0203"]
+    );
+    let eval = check("recipe c = tiny_base { eval_every = 10 min }");
+    assert!(
+        eval.starts_with("P0202 `eval_every` is a training time, not a wall-clock time"),
+        "{eval}"
+    );
+    assert!(check("recipe c = tiny_base { checkpoint_every = 5 minutes }").starts_with("P0106"));
 }
 
 #[test]

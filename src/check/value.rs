@@ -13,13 +13,16 @@ use super::suggest::{did_you_mean, one_of};
 
 pub type Sink = Vec<Diagnostic>;
 
-/// Units a quantity may carry (besides `%`).
-pub const UNITS: &[&str] = &["steps", "tokens", "step", "token"];
+/// Units a quantity may carry (besides `%`), with the seconds of each wall-clock unit.
+pub const UNITS: &[&str] = &["steps", "tokens", "step", "token", "s", "min", "h"];
+const CLOCK_UNITS: [(&str, u64); 3] = [("s", 1), ("min", 60), ("h", 3600)];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
     Steps,
     Tokens,
+    /// Wall-clock time; the value is the number of seconds in one unit (`min`: 60).
+    Seconds(u64),
 }
 
 /// What a value is, for "found ..." in messages.
@@ -53,12 +56,18 @@ pub fn unit(u: &Ident, d: &mut Sink) -> Option<Unit> {
     match u.name.as_str() {
         "step" | "steps" => Some(Unit::Steps),
         "token" | "tokens" => Some(Unit::Tokens),
+        other if CLOCK_UNITS.iter().any(|(u, _)| *u == other) => CLOCK_UNITS
+            .iter()
+            .find(|(u, _)| *u == other)
+            .map(|(_, s)| Unit::Seconds(*s)),
         other => {
             let mut diag = Diagnostic::new(Code::P0106, u.span, format!("unknown unit `{other}`"))
                 .with_label("unknown unit");
             diag = diag.with_help(match did_you_mean(other, UNITS.iter().copied()) {
                 Some(s) => s,
-                None => "units are `steps` and `tokens`; a fraction is written `80%`".into(),
+                None => "units are `steps` and `tokens` (and `s`, `min`, `h` for \
+                         `checkpoint_every`); a fraction is written `80%`"
+                    .into(),
             });
             d.push(diag);
             None
@@ -242,6 +251,21 @@ pub fn time(v: &Value, what: &str, d: &mut Sink) -> Option<Time> {
             match unit {
                 Unit::Steps => TimeKind::Steps(whole_steps(n.value, d)?),
                 Unit::Tokens => TimeKind::Tokens(n.value),
+                Unit::Seconds(_) => {
+                    d.push(
+                        Diagnostic::new(
+                            Code::P0202,
+                            v.span,
+                            format!("`{what}` is a training time, not a wall-clock time"),
+                        )
+                        .with_label(format!("expected {expected}"))
+                        .with_help(
+                            "only `checkpoint_every` takes a wall-clock time (`30 min`); \
+                             give a fraction, steps or tokens",
+                        ),
+                    );
+                    return None;
+                }
             }
         }
         _ => {
@@ -250,6 +274,28 @@ pub fn time(v: &Value, what: &str, d: &mut Sink) -> Option<Time> {
         }
     };
     Some(Time { kind, span: v.span })
+}
+
+/// A wall-clock duration in whole seconds (`90 s`, `30 min`, `2 h`), or `None` (no
+/// diagnostic) when `v` is not a quantity in a clock unit.
+pub fn clock_seconds(v: &Value, what: &str, d: &mut Sink) -> Option<Option<u64>> {
+    let ValueKind::Quantity(n, u) = &v.kind else {
+        return Some(None);
+    };
+    let Some(Unit::Seconds(per)) = unit(u, &mut Vec::new()) else {
+        return Some(None);
+    };
+    let seconds = n.value * per as f64;
+    if !(0.0..=1e9).contains(&seconds) || seconds.fract() != 0.0 {
+        out_of_range(
+            v.span,
+            format!("`{what}` must be a whole number of seconds, at least 0"),
+            Some("for example `30 min`, `90 s` or `2 h`; `0 min` turns the clock off"),
+            d,
+        );
+        return None;
+    }
+    Some(Some(seconds as u64))
 }
 
 impl Time {

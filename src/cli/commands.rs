@@ -81,8 +81,13 @@ pub fn dispatch(cli: Cli) -> i32 {
                 tuning,
                 parallel,
             };
+            if run_opts.parallel.is_none() {
+                crate::exec::stop::install();
+            }
             match (resume, file) {
-                (Some(dir), _) => finish_run(train::resume(&dir, &run_opts.for_dir(dir.clone()))),
+                (Some(dir), _) => {
+                    finish_run(train::resume(&dir, &run_opts.for_dir(dir.clone())), &dir)
+                }
                 (None, Some(file)) => match experiment {
                     Some(exp) => cmd_run_experiment(&file, &exp, &sets.set, run_opts),
                     None => cmd_run(&file, run.as_deref(), &sets.set, run_opts),
@@ -593,12 +598,27 @@ fn cmd_run(file: &Path, run: Option<&str>, sets: &[String], opts: RunOpts) -> i3
         eprintln!("error: internal: the plan of `{name}` has no run");
         return EXIT_IO;
     };
-    let out_dir = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| fresh_dir(Path::new("runs"), &name));
+    let (out_dir, claimed) = match &opts.out {
+        Some(dir) => (dir.clone(), false),
+        None => match fresh_dir(Path::new("runs"), &name) {
+            Ok(dir) => (dir, true),
+            Err(e) => {
+                print_exec_error(&crate::exec::ExecError::io(
+                    "create a run directory in",
+                    Path::new("runs"),
+                    e,
+                ));
+                return EXIT_IO;
+            }
+        },
+    };
     eprintln!("progc: running `{name}` into {}", out_dir.display());
-    finish_run(train::run(run_plan, &opts.for_dir(out_dir)))
+    let result = train::run(run_plan, &opts.for_dir(out_dir.clone()));
+    if result.is_err() && claimed {
+        // A run that failed before writing anything leaves no empty directory behind.
+        let _ = std::fs::remove_dir(&out_dir);
+    }
+    finish_run(result, &out_dir)
 }
 
 fn cmd_run_experiment(file: &Path, name: &str, sets: &[String], opts: RunOpts) -> i32 {
@@ -652,10 +672,22 @@ fn cmd_run_experiment(file: &Path, name: &str, sets: &[String], opts: RunOpts) -
             );
             EXIT_OK
         }
-        Ok(None) => {
-            eprintln!("progc: stopped early; run the same command again to continue");
-            EXIT_OK
-        }
+        Ok(None) => match crate::exec::stop::requested() {
+            Some(signal) => {
+                eprintln!(
+                    "progc: {} received: experiment stopped with its step saved; continue it \
+                     with the same command: progc run {} --experiment {name} --out {}",
+                    signal.name(),
+                    file.display(),
+                    out_dir.display()
+                );
+                signal.exit_code()
+            }
+            None => {
+                eprintln!("progc: stopped early; run the same command again to continue");
+                EXIT_OK
+            }
+        },
         Err(err) => {
             print_exec_error(&err);
             EXIT_IO
@@ -761,21 +793,55 @@ fn parse_fraction(s: &str) -> Option<f64> {
     .filter(|x: &f64| x.is_finite())
 }
 
-/// `base/name`, or `base/name-2`, `-3`, ... when taken: an earlier run is never overwritten.
-fn fresh_dir(base: &Path, name: &str) -> PathBuf {
-    let first = base.join(name);
-    if !first.exists() {
-        return first;
+/// `base/name`, or `base/name-2`, `-3`, ... when taken, created here: `create_dir` succeeds
+/// for one process only, so two runs started together get two directories, and an earlier
+/// run is never overwritten.
+fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf, std::io::Error> {
+    std::fs::create_dir_all(base)?;
+    for i in 1.. {
+        let p = if i == 1 {
+            base.join(name)
+        } else {
+            base.join(format!("{name}-{i}"))
+        };
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
     }
-    (2..)
-        .map(|i| base.join(format!("{name}-{i}")))
-        .find(|p| !p.exists())
-        .expect("unbounded")
+    unreachable!("an unbounded range")
 }
 
-fn finish_run(result: Result<crate::exec::metrics::Summary, crate::exec::ExecError>) -> i32 {
+/// A run stopped by a signal after saving its step: where it stopped and how to go on.
+fn stopped_by(
+    signal: crate::exec::stop::Signal,
+    summary: &crate::exec::metrics::Summary,
+    dir: &Path,
+) -> i32 {
+    let of = std::fs::read_to_string(dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["spec"]["total_steps"].as_u64())
+        .map_or(String::new(), |m| format!(" of {m}"));
+    eprintln!(
+        "progc: {} received: stopped at step {}{of}; resume with: progc run --resume {}",
+        signal.name(),
+        summary.total_steps,
+        dir.display()
+    );
+    signal.exit_code()
+}
+
+fn finish_run(
+    result: Result<crate::exec::metrics::Summary, crate::exec::ExecError>,
+    dir: &Path,
+) -> i32 {
     match result {
         Ok(summary) => {
+            if let Some(signal) = crate::exec::stop::requested() {
+                return stopped_by(signal, &summary, dir);
+            }
             println!("{}", summary.to_text());
             EXIT_OK
         }
@@ -783,6 +849,17 @@ fn finish_run(result: Result<crate::exec::metrics::Summary, crate::exec::ExecErr
             print_exec_error(&err);
             EXIT_IO
         }
+    }
+}
+
+/// Readers need no lock, but say when they read a run that is still training.
+fn note_writer(run_dir: &Path) {
+    if let Some(h) = crate::exec::io::lock::holder(run_dir) {
+        eprintln!(
+            "progc: note: {} is still being written by {h}; this reads its latest checkpoint \
+             so far",
+            run_dir.display()
+        );
     }
 }
 
@@ -794,6 +871,7 @@ fn cmd_export(
     force: bool,
     eval: bool,
 ) -> i32 {
+    note_writer(run_dir);
     let result = ExportFormat::parse(to).and_then(|format| {
         let opts = ExportOptions {
             format,
@@ -836,6 +914,7 @@ fn cmd_sample(
         print_exec_error(&err);
         return EXIT_USER;
     }
+    note_writer(&run_dir);
     match sample(run_dir, checkpoint, prompt, opts, device) {
         Ok(s) => {
             println!("{}{}", s.prompt, s.continuation);

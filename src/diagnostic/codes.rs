@@ -63,7 +63,7 @@ codes! {
     P0404, Warning, "zero-initialized new layers";
     P0405, Warning, "copy(last) from a multi-layer source";
     P0406, Warning, "token budget rounded to whole steps";
-    P0407, Warning, "frontier point trained almost from scratch";
+    P0407, Warning, "frontier point that costs a run or adds nothing";
 }
 
 /// What the catalogue knows about a code.

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Parallel,
     /// Out of memory, or another resource limit.
     Resource,
+    /// Another process is writing the run directory.
+    Busy,
     /// A bug in progc.
     Internal,
 }

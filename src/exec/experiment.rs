@@ -168,6 +168,7 @@ pub fn run_experiment(
             checked.push((&rp.spec.data, rp.spec.batch));
         }
     }
+    let _lock = train::take_lock(root, opts.parallel.as_ref())?;
     claim_dir(root, plan)?;
     for (i, rp) in plan.runs.iter().enumerate() {
         let name = &rp.spec.name;

@@ -17,6 +17,7 @@ pub mod precision;
 pub mod report;
 pub mod rng;
 pub mod sample;
+pub mod stop;
 pub mod train;
 
 pub use error::ExecError;

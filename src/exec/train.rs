@@ -39,6 +39,7 @@ use super::data::{Batch, BatchCursor, Corpus, load_corpus, validation_batches, w
 use super::device::{BackendTask, DeviceChoice, dispatch};
 use super::error::{ErrorKind, ExecError};
 use super::grow::grow;
+use super::io::lock::{DirLock, lock_dir};
 use super::kernels::{Kernels, TrainBackend};
 use super::metrics::{
     MetricRow, MetricsWriter, PeerThroughput, SegmentTiming, Summary, read_metrics,
@@ -98,6 +99,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
         topo.check_batch(plan.spec.batch.sequences)?;
     }
     let corpus = open_corpus(&plan.spec)?;
+    let _lock = take_lock(dir, opts.parallel.as_ref())?;
     std::fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
     let json = serde_json::to_string_pretty(plan).map_err(|e| {
         ExecError::new(
@@ -108,6 +110,16 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     let path = dir.join("run.json");
     write_atomic(&path, json.as_bytes()).map_err(|e| ExecError::io("write", &path, e))?;
     launch(plan, corpus, dir, opts, None)
+}
+
+/// The directory's writer lock, taken by the process that writes the run: every process of
+/// a single-node run, node 0 of several (the others write nothing).
+pub(crate) fn take_lock(
+    dir: &Path,
+    parallel: Option<&Topology>,
+) -> Result<Option<DirLock>, ExecError> {
+    let writes = parallel.is_none_or(|t| t.nodes.as_ref().is_none_or(|n| n.rank == 0));
+    if writes { lock_dir(dir).map(Some) } else { Ok(None) }
 }
 
 /// Continues the run in `dir` from `dir/checkpoints/latest.safetensors` (`opts.out_dir` is ignored).
@@ -124,6 +136,8 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
         )
         .with_help("start the run afresh")
     })?;
+    // Before the checkpoint is read: a writer still running would move it on.
+    let _lock = take_lock(dir, opts.parallel.as_ref())?;
     let ck_path = latest_path(dir);
     let ck = Checkpoint::read(&ck_path)?;
     ck.check_run(&plan.spec, &ck_path)?;
@@ -272,14 +286,24 @@ pub fn validation_loss<B: Kernels>(
     if val.is_empty() {
         return f64::NAN;
     }
-    let sum: f64 = val
-        .iter()
+    let losses = validation_losses(model, val, device, precision);
+    losses.iter().sum::<f64>() / losses.len() as f64
+}
+
+/// The mean token loss of each validation batch, in order (their mean is
+/// [`validation_loss`]; their spread is the evaluation's sampling noise).
+pub fn validation_losses<B: Kernels>(
+    model: &Gpt2<B>,
+    val: &[Batch],
+    device: &B::Device,
+    precision: Precision,
+) -> Vec<f64> {
+    val.iter()
         .map(|b| {
             let (x, y) = batch_tensors::<B>(b, device);
             model.eval_loss(x, y, precision).into_scalar().elem::<f64>()
         })
-        .sum();
-    sum / val.len() as f64
+        .collect()
 }
 
 struct Job<'a> {
@@ -407,6 +431,9 @@ impl Job<'_> {
         // Training losses since the last row, summed on the device (read only at a row).
         let mut window: Option<(Tensor<B::InnerBackend, 1>, u64)> = None;
         let mut seg_clock = Instant::now();
+        let mut stopped_at = None;
+        let clock_bound = spec.checkpoint_clock();
+        let mut last_checkpoint = Instant::now();
 
         for s in start..end {
             let segment = segment_at(spec, s);
@@ -455,11 +482,15 @@ impl Job<'_> {
             let (x, y) = batch_tensors::<B>(&batch, &device);
             let out = st.model.train_loss(x, y, precision);
             let last = s + 1 == total;
+            // A stop signal ends the run after this step, with a metrics row and a checkpoint
+            // for it (one device only: see `stop.rs`).
+            let signalled = peer.is_none() && super::stop::requested().is_some();
             let growth_next = spec.growths.iter().any(|g| g.at_step == s + 1);
             let need_eval =
                 (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0) || last || growth_next;
             let log =
-                (s + 1) % log_every == 0 || need_eval || post_growth_val.is_some() || s + 1 == end;
+                (s + 1) % log_every == 0 || need_eval || post_growth_val.is_some() || s + 1 == end
+                    || signalled;
             window = Some(match window.take() {
                 Some((sum, k)) => (sum + out.loss, k + 1),
                 None => (out.loss, 1),
@@ -557,10 +588,14 @@ impl Job<'_> {
                 seg_clock = Instant::now();
             }
 
-            // Checkpoints: before a growth (kept), periodically, at the end and at a stop.
-            let periodic = spec.checkpoint_every > 0 && (s + 1) % spec.checkpoint_every == 0;
+            // Checkpoints: before a growth (kept), periodically (every N steps, or when the
+            // clock bound has passed since the last one), at the end and at a stop.
+            let on_clock = clock_bound.is_some_and(|b| last_checkpoint.elapsed() >= b);
+            let periodic = on_clock
+                || (spec.checkpoint_every > 0 && (s + 1) % spec.checkpoint_every == 0);
             let keep = growth_next || self.checkpoint_at.contains(&(s + 1));
-            if leader && (keep || periodic || last || s + 1 == end) {
+            if leader && (keep || periodic || last || s + 1 == end || signalled) {
+                last_checkpoint = Instant::now();
                 st.timing.wall_s = wall0 + started.elapsed().as_secs_f64();
                 let ck = Checkpoint::capture(
                     spec,
@@ -580,7 +615,12 @@ impl Job<'_> {
                     prune_recent(self.dir, KEEP_RECENT);
                 }
             }
+            if signalled {
+                stopped_at = Some(s + 1);
+                break;
+            }
         }
+        let end = stopped_at.unwrap_or(end);
         bar.finish_and_clear();
         if let Some(p) = peer {
             // Identical averaged gradients must have kept the replicas identical.
@@ -788,6 +828,7 @@ mod tests {
             eval_every: 5,
             eval_batches: 2,
             checkpoint_every: 7,
+            checkpoint_clock_s: None,
         }
     }
 

@@ -413,6 +413,7 @@ pub(crate) mod tests {
             eval_every: 100,
             eval_batches: 2,
             checkpoint_every: 0,
+            checkpoint_clock_s: None,
         }
     }
 

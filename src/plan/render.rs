@@ -10,7 +10,7 @@ use super::flops::Flops;
 use super::ir::{Plan, RunPlan, Transition};
 use super::spec::{
     CopyLayout, DecayShape, GrowthSpec, InitSpec, OptStatePolicy, OptimizerSpec, Placement,
-    ScheduleSpec,
+    RunSpec, ScheduleSpec,
 };
 
 /// The three FLOPs conventions of `flops.rs`, with the labels used everywhere.
@@ -126,6 +126,7 @@ fn run_block(out: &mut String, run: &RunPlan, in_experiment: bool) {
         ),
         ("optimizer", optimizer_text(&spec.optimizer)),
         ("schedule", schedule_text(&spec.schedule)),
+        ("checkpoints", checkpoint_text(spec)),
     ];
     if in_experiment {
         let path: Vec<String> = run
@@ -208,6 +209,31 @@ fn run_block(out: &mut String, run: &RunPlan, in_experiment: bool) {
         .collect();
     for line in table(&rows, &[false, false]) {
         let _ = writeln!(out, "    {line}");
+    }
+}
+
+/// When a run writes checkpoints: `every 75 steps and every 30 min of training`.
+fn checkpoint_text(spec: &RunSpec) -> String {
+    let steps = match spec.checkpoint_every {
+        0 => None,
+        n => Some(format!("every {n} steps")),
+    };
+    let clock = spec.checkpoint_clock().map(|d| {
+        let s = d.as_secs();
+        let when = if s % 3600 == 0 {
+            format!("{} h", s / 3600)
+        } else if s % 60 == 0 {
+            format!("{} min", s / 60)
+        } else {
+            format!("{s} s")
+        };
+        format!("every {when} of training")
+    });
+    let periodic: Vec<String> = steps.into_iter().chain(clock).collect();
+    if periodic.is_empty() {
+        "at growths and at the end".into()
+    } else {
+        format!("{}, at growths and at the end", periodic.join(" and "))
     }
 }
 

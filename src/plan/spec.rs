@@ -322,7 +322,16 @@ pub struct RunSpec {
     /// Write a checkpoint every this many steps (also at every segment boundary); 0 = only at
     /// boundaries.
     pub checkpoint_every: u64,
+    /// Also write one when this many seconds of training have passed since the last
+    /// (`checkpoint_every = 30 min`); 0 = no clock bound. `None`: the default,
+    /// [`DEFAULT_CHECKPOINT_CLOCK_S`] (omitted from JSON, so older recipes hash as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_clock_s: Option<u64>,
 }
+
+/// The default wall-clock bound between checkpoints: a preempted or crashed run loses at most
+/// this much training, however long its steps are.
+pub const DEFAULT_CHECKPOINT_CLOCK_S: u64 = 30 * 60;
 
 fn one_block() -> u64 {
     1
@@ -333,6 +342,14 @@ fn is_one_block(n: &u64) -> bool {
 }
 
 impl RunSpec {
+    /// The clock bound between checkpoints, if any.
+    pub fn checkpoint_clock(&self) -> Option<std::time::Duration> {
+        match self.checkpoint_clock_s.unwrap_or(DEFAULT_CHECKPOINT_CLOCK_S) {
+            0 => None,
+            s => Some(std::time::Duration::from_secs(s)),
+        }
+    }
+
     /// Depth in force at `step`.
     pub fn depth_at(&self, step: u64) -> usize {
         self.growths

@@ -547,6 +547,7 @@ mod tests {
             eval_every: 5,
             eval_batches: 1,
             checkpoint_every: 0,
+            checkpoint_clock_s: None,
         }
     }
 

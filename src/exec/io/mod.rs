@@ -1,6 +1,6 @@
 //! Files that leave or enter a run: checkpoints (`checkpoint.rs`: safetensors + JSON
-//! metadata), finding a run's checkpoint, and `progc export --to hf` (`hf.rs`,
-//! `hf_tokenizer.rs`).
+//! metadata), finding a run's checkpoint, `progc export --to hf` (`hf.rs`,
+//! `hf_tokenizer.rs`), and the one-writer lock of a run directory (`lock.rs`).
 //!
 //! Invariants:
 //! - every writer here is atomic (temp file or folder, then rename), and every reader returns
@@ -14,12 +14,14 @@
 //!   so a typo cannot delete a run directory;
 //! - `progc_eval.json` holds progc's own validation loss of the exported checkpoint (the run's
 //!   `validation_batches`, averaged per batch as the training loop's evaluation does, f32 on
-//!   the CPU) and those batches' token windows, so a check outside progc
+//!   the CPU), each batch's own loss (whose spread is the evaluation's noise) and those
+//!   batches' token windows, so a check outside progc
 //!   (`scripts/check-hf-export.py`) can recompute it.
 
 pub mod checkpoint;
 pub mod hf;
 pub mod hf_tokenizer;
+pub mod lock;
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +32,7 @@ use super::data::{Batch, encode_text, load_corpus, validation_batches};
 use super::error::{ErrorKind, ExecError};
 use super::model::Gpt2;
 use super::precision::Precision;
-pub use super::train::validation_loss;
+pub use super::train::{validation_loss, validation_losses};
 use crate::plan::ir::RunPlan;
 use crate::plan::spec::Tokenizer;
 
@@ -304,8 +306,9 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
             }
         })?;
         let batches = validation_batches(&corpus, spec.batch, spec.eval_batches);
-        let loss = validation_loss(&model, &batches, &device, Precision::F32);
-        Some((loss, batches))
+        let losses = validation_losses(&model, &batches, &device, Precision::F32);
+        let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        Some((loss, losses, batches))
     } else {
         None
     };
@@ -330,9 +333,10 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
             "residual_scale_folded": model.residual_scale(),
         });
         write_json(&dir.join(MARKER), &provenance)?;
-        if let Some((loss, batches)) = &val {
+        if let Some((loss, losses, batches)) = &val {
             let eval = serde_json::json!({
                 "val_loss": loss,
+                "batch_losses": losses,
                 "precision": "f32",
                 "device": "cpu",
                 "averaging": "mean over batches of the mean token loss in each batch",
@@ -354,7 +358,7 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
         checkpoint: run.checkpoint_path.clone(),
         step: run.checkpoint.step,
         depth,
-        val: val.map(|(l, b)| (l, b.iter().map(|b| b.sequences).sum())),
+        val: val.map(|(l, _, b)| (l, b.iter().map(|b| b.sequences).sum())),
     })
 }
 
