@@ -402,21 +402,35 @@ fn one_writer_per_run_directory() {
         );
         assert!(t.contains(&format!("progc run --resume {out}")), "{t}");
     }
-    assert_eq!(std::fs::read(out_dir.join("run.json")).expect("run.json"), run_json);
+    assert_eq!(
+        std::fs::read(out_dir.join("run.json")).expect("run.json"),
+        run_json
+    );
     // kill -9: the OS drops the lock with the process; resume works at once.
     first.kill().expect("kill");
     first.wait().expect("reaped");
     let done = *metric_steps(&out_dir).last().expect("rows");
     let stop = (done + 30).to_string();
     let o = progc(&[
-        "run", "--resume", out, "--device", "cpu", "--no-progress", "--stop-after", &stop,
+        "run",
+        "--resume",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--stop-after",
+        &stop,
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let steps = metric_steps(&out_dir);
     let mut unique = steps.clone();
     unique.dedup();
     assert_eq!(unique, steps, "no step written twice");
-    assert_eq!(*steps.last().expect("rows"), done + 29, "stopped after step {stop}");
+    assert_eq!(
+        *steps.last().expect("rows"),
+        done + 29,
+        "stopped after step {stop}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -580,8 +594,14 @@ fn a_wall_clock_bound_writes_checkpoints_between_the_step_ones() {
     let seconds = last["wall_s"].as_f64().expect("wall_s");
     // A checkpoint per second of training (the last 3 are kept), none on a 5,000-step beat.
     if seconds >= 2.5 {
-        assert!(!recent.is_empty(), "{seconds} s of training, no clock checkpoint");
+        assert!(
+            !recent.is_empty(),
+            "{seconds} s of training, no clock checkpoint"
+        );
     }
-    assert!(recent.iter().all(|s| s % 5000 != 0 && *s < 1500), "{recent:?}");
+    assert!(
+        recent.iter().all(|s| s % 5000 != 0 && *s < 1500),
+        "{recent:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -145,6 +145,8 @@ fn killed_anywhere_and_resumed_ends_bit_identical() {
         assert_eq!(na, nb);
         assert!(da == db, "tensor {na} differs");
     }
-    println!("kill anywhere: {kills} SIGKILLs at rows {KILL_AFTER_ROW:?}, all resumed, bit-identical");
+    println!(
+        "kill anywhere: {kills} SIGKILLs at rows {KILL_AFTER_ROW:?}, all resumed, bit-identical"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -618,7 +618,11 @@ fn frontier_points_are_the_reference_at_other_lengths() {
         &["steps=500".to_string()],
     );
     assert!(!has_errors(&diags), "{}", render(&diags));
-    let ex = spec.experiments.iter().find(|e| e.name == "ex").expect("ex");
+    let ex = spec
+        .experiments
+        .iter()
+        .find(|e| e.name == "ex")
+        .expect("ex");
     assert!(ex.frontier.is_empty());
     assert!(exp("[f]", "").contains("P0306 `f` is both a run and a frontier point"));
     assert!(exp("[]", "").contains("P0306 an experiment needs at least one frontier point"));
@@ -686,7 +690,10 @@ fn checkpoints_every_steps_or_every_wall_clock_minutes() {
     let spec_of = |extra: &str| run(&format!("recipe c = tiny_base {{ {extra} }}"), "c", &[]);
     let d = spec_of("");
     assert_eq!((d.checkpoint_every, d.checkpoint_clock_s), (75, None));
-    assert_eq!(d.checkpoint_clock(), Some(std::time::Duration::from_secs(1800)));
+    assert_eq!(
+        d.checkpoint_clock(),
+        Some(std::time::Duration::from_secs(1800))
+    );
     let m = spec_of("checkpoint_every = 10 min");
     assert_eq!((m.checkpoint_every, m.checkpoint_clock_s), (75, Some(600)));
     let h = spec_of("checkpoint_every = 2 h");
@@ -694,7 +701,10 @@ fn checkpoints_every_steps_or_every_wall_clock_minutes() {
     let off = spec_of("checkpoint_every = 0 min");
     assert_eq!(off.checkpoint_clock(), None);
     let steps = spec_of("checkpoint_every = 300");
-    assert_eq!((steps.checkpoint_every, steps.checkpoint_clock_s), (300, None));
+    assert_eq!(
+        (steps.checkpoint_every, steps.checkpoint_clock_s),
+        (300, None)
+    );
     assert_eq!(
         codes("recipe c = tiny_base { checkpoint_every = 1.5 s }"),
         vec!["P0203"]

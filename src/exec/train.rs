@@ -119,7 +119,11 @@ pub(crate) fn take_lock(
     parallel: Option<&Topology>,
 ) -> Result<Option<DirLock>, ExecError> {
     let writes = parallel.is_none_or(|t| t.nodes.as_ref().is_none_or(|n| n.rank == 0));
-    if writes { lock_dir(dir).map(Some) } else { Ok(None) }
+    if writes {
+        lock_dir(dir).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Continues the run in `dir` from `dir/checkpoints/latest.safetensors` (`opts.out_dir` is ignored).
@@ -488,9 +492,11 @@ impl Job<'_> {
             let growth_next = spec.growths.iter().any(|g| g.at_step == s + 1);
             let need_eval =
                 (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0) || last || growth_next;
-            let log =
-                (s + 1) % log_every == 0 || need_eval || post_growth_val.is_some() || s + 1 == end
-                    || signalled;
+            let log = (s + 1) % log_every == 0
+                || need_eval
+                || post_growth_val.is_some()
+                || s + 1 == end
+                || signalled;
             window = Some(match window.take() {
                 Some((sum, k)) => (sum + out.loss, k + 1),
                 None => (out.loss, 1),
@@ -591,8 +597,8 @@ impl Job<'_> {
             // Checkpoints: before a growth (kept), periodically (every N steps, or when the
             // clock bound has passed since the last one), at the end and at a stop.
             let on_clock = clock_bound.is_some_and(|b| last_checkpoint.elapsed() >= b);
-            let periodic = on_clock
-                || (spec.checkpoint_every > 0 && (s + 1) % spec.checkpoint_every == 0);
+            let periodic =
+                on_clock || (spec.checkpoint_every > 0 && (s + 1) % spec.checkpoint_every == 0);
             let keep = growth_next || self.checkpoint_at.contains(&(s + 1));
             if leader && (keep || periodic || last || s + 1 == end || signalled) {
                 last_checkpoint = Instant::now();

@@ -344,7 +344,10 @@ fn is_one_block(n: &u64) -> bool {
 impl RunSpec {
     /// The clock bound between checkpoints, if any.
     pub fn checkpoint_clock(&self) -> Option<std::time::Duration> {
-        match self.checkpoint_clock_s.unwrap_or(DEFAULT_CHECKPOINT_CLOCK_S) {
+        match self
+            .checkpoint_clock_s
+            .unwrap_or(DEFAULT_CHECKPOINT_CLOCK_S)
+        {
             0 => None,
             s => Some(std::time::Duration::from_secs(s)),
         }

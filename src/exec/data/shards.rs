@@ -549,6 +549,59 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Corrupted shards, thousands of them: every outcome is a corpus or an error, never a
+    /// panic, and a corpus only comes from bytes that are a valid shard.
+    #[test]
+    fn corrupted_shards_never_panic() {
+        let dir = temp_dir("fuzz");
+        let good = dir.join("good.bin");
+        let payload: Vec<u8> = (0..600u16).flat_map(|t| (t % 256).to_le_bytes()).collect();
+        llmc(&good, LLMC_MAGIC_U16, 1, 600, &payload);
+        let bytes = std::fs::read(&good).unwrap();
+        let bad = dir.join("bad.bin");
+        let mut state = 7u64;
+        let mut rand = |n: usize| (crate::exec::rng::splitmix64(&mut state) % n as u64) as usize;
+        let (mut loaded, mut refused) = (0, 0);
+        for i in 0..3000 {
+            let mut b = bytes.clone();
+            match i % 4 {
+                // One byte anywhere in the header (magic, version, count) or the tokens.
+                0 => {
+                    let at = if i % 8 == 0 { rand(12) } else { rand(b.len()) };
+                    b[at] = rand(256) as u8;
+                }
+                // Truncated anywhere.
+                1 => b.truncate(rand(b.len())),
+                // A header count or version from anywhere in the i32 range.
+                2 => {
+                    let field = 4 * (1 + rand(2));
+                    let v = rand(usize::MAX) as i32;
+                    b[field..field + 4].copy_from_slice(&v.to_le_bytes());
+                }
+                // Extra bytes appended (odd or even).
+                _ => b.extend((0..1 + rand(5)).map(|_| rand(256) as u8)),
+            }
+            std::fs::write(&bad, &b).unwrap();
+            for format in [DataFormat::Llmc, DataFormat::Nanogpt] {
+                match load(&spec(format, &[&bad], &[])) {
+                    Ok(c) => {
+                        loaded += 1;
+                        assert!(c.train.to_vec().iter().all(|&t| t < 256));
+                    }
+                    Err(e) => {
+                        refused += 1;
+                        assert!(e.message.contains("bad.bin"), "{e}");
+                    }
+                }
+            }
+        }
+        assert!(
+            loaded > 0 && refused > 0,
+            "{loaded} loaded, {refused} refused"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn the_vocabulary_scan_finds_the_first_bad_id_past_the_first_chunk() {
         let dir = temp_dir("scan");

@@ -640,6 +640,56 @@ mod tests {
         assert!(ck.restore_model::<TB>(&wide, &Default::default()).is_err());
     }
 
+    /// Corrupted checkpoints, thousands of them: every read is an error naming the file, never
+    /// a panic (the checksum catches what the format does not).
+    #[test]
+    fn corrupted_checkpoints_never_panic() {
+        let dir = temp("fuzz");
+        let (_, ck, _) = sample();
+        let path = dir.join("a.ckpt");
+        ck.write(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let bad = dir.join("b.ckpt");
+        let mut state = 11u64;
+        let mut rand = |n: usize| (crate::exec::rng::splitmix64(&mut state) % n as u64) as usize;
+        // The safetensors header: an 8-byte length, then JSON.
+        let header = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+        for i in 0..2000 {
+            let mut b = good.clone();
+            match i % 5 {
+                0 => {
+                    let at = rand(header);
+                    b[at] = rand(256) as u8;
+                }
+                1 => {
+                    let at = rand(b.len());
+                    b[at] ^= 1 << rand(8);
+                }
+                2 => b.truncate(rand(b.len())),
+                // The header length from anywhere in the u64 range.
+                3 => {
+                    let v = rand(usize::MAX) as u64 >> rand(64);
+                    b[..8].copy_from_slice(&v.to_le_bytes());
+                }
+                // A span of the file copied over another (shuffled offsets in the JSON).
+                _ => {
+                    let (from, to, n) = (rand(b.len()), rand(header), 1 + rand(16));
+                    let n = n.min(b.len() - from).min(b.len() - to);
+                    let chunk = b[from..from + n].to_vec();
+                    b[to..to + n].copy_from_slice(&chunk);
+                }
+            }
+            if b == good {
+                continue;
+            }
+            std::fs::write(&bad, &b).unwrap();
+            let e = Checkpoint::read(&bad).expect_err("a corrupted checkpoint");
+            assert_eq!(e.kind, ErrorKind::Checkpoint, "{e}");
+            assert!(e.message.contains("b.ckpt"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn the_file_is_plain_safetensors_with_json_metadata() {
         let dir = temp("st");

@@ -75,8 +75,8 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, ExecError> {
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
-            let who = read_holder(&mut file)
-                .map_or("another process".to_string(), |h| h.to_string());
+            let who =
+                read_holder(&mut file).map_or("another process".to_string(), |h| h.to_string());
             return Err(ExecError::new(
                 ErrorKind::Busy,
                 format!("{} is being written by {who}", dir.display()),
