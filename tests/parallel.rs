@@ -4,7 +4,8 @@
 //! - a run stopped on 2 peers resumes on 1 and ends where the uninterrupted run ends;
 //! - 2 processes joined through node 0 on 127.0.0.1 match too;
 //! - a node that dies stops the other with an error within the peer timeout;
-//! - a batch that does not split over the peers is an error before anything is written.
+//! - a batch that does not split over the peers is an error before anything is written;
+//! - Ctrl-C stops the peers after the same step, checkpointed, and the run resumes.
 //!
 //! Tolerance: the peers average two half-batch gradients where one device takes the mean over
 //! the whole batch, so the sums run in another order; the losses then agree to float rounding,
@@ -311,5 +312,59 @@ fn an_uneven_batch_is_an_error_before_anything_is_written() {
         assert!(t.contains(want), "{a:?}: {t}");
         assert!(!t.contains("panicked"), "{t}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ctrl-C in a data-parallel run: the peers agree on one step, the leader checkpoints it, the
+/// command exits with 130, and resuming on one device follows the uninterrupted trajectory.
+#[test]
+fn peers_stop_together_on_a_signal_and_resume() {
+    let dir = temp("signal");
+    let src = recipe(&dir, 4);
+    // Long enough to be interrupted (the growth at 30 stays; 4,000 steps in all).
+    let long = std::fs::read_to_string(&src)
+        .expect("recipe")
+        .replace("steps = 40", "steps = 4000");
+    std::fs::write(&src, long).expect("recipe");
+    let out = dir.join("stopped");
+    let child = progc()
+        .args(["run", path(&src), "--no-progress", "--out", path(&out)])
+        .args(["--devices", "cpu:2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let rows = |d: &Path| read_metrics(&d.join("metrics.jsonl")).unwrap_or_default();
+    let t0 = Instant::now();
+    while rows(&out).len() < 60 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no rows");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let o = wait_bounded(child, Duration::from_secs(60), "the stopped run");
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{t}");
+    let stopped = rows(&out);
+    let n = stopped.last().expect("rows").step + 1;
+    assert!(t.contains(&format!("stopped at step {n} of 4000")), "{t}");
+    let steps: Vec<u64> = stopped.iter().map(|r| r.step).collect();
+    assert_eq!(steps, (0..n).collect::<Vec<u64>>());
+    // Resumed on one device for 10 more steps: the same rows as a run never stopped.
+    let stop = (n + 10).to_string();
+    let o = run(&[
+        "run",
+        "--resume",
+        path(&out),
+        "--no-progress",
+        "--stop-after",
+        &stop,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let whole = train(&src, &dir.join("whole"), &["--stop-after", &stop]);
+    assert_same_trajectory(&rows(&out), &whole);
     let _ = std::fs::remove_dir_all(&dir);
 }

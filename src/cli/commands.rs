@@ -81,9 +81,7 @@ pub fn dispatch(cli: Cli) -> i32 {
                 tuning,
                 parallel,
             };
-            if run_opts.parallel.is_none() {
-                crate::exec::stop::install();
-            }
+            crate::exec::stop::install();
             match (resume, file) {
                 (Some(dir), _) => {
                     finish_run(train::resume(&dir, &run_opts.for_dir(dir.clone())), &dir)

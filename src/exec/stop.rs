@@ -5,11 +5,13 @@
 //! checkpoint.
 //!
 //! Invariants:
-//! - nothing happens on a signal until [`install`] has run: `progc run` installs the handlers
-//!   only for what its loop can stop cleanly (one device; a data-parallel run keeps the
-//!   default, immediate exit, since its peers cannot yet agree on a step to stop at);
+//! - nothing happens on a signal until [`install`] has run (`progc run` does);
 //! - the handlers only store the signal number (async-signal-safe, `signal-hook`); the loop
-//!   polls [`requested`] once per step.
+//!   polls [`requested`] once per step. On one device it stops after that step. Data-parallel
+//!   peers (threads of one process, or processes on several nodes, each of which may get the
+//!   signal) add their flags into the loss all-reduce of each logged step and stop after the
+//!   first logged step at which any of them was signalled: all of them after the same step,
+//!   which the leader checkpoints.
 
 use std::sync::Arc;
 use std::sync::OnceLock;

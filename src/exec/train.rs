@@ -487,8 +487,9 @@ impl Job<'_> {
             let out = st.model.train_loss(x, y, precision);
             let last = s + 1 == total;
             // A stop signal ends the run after this step, with a metrics row and a checkpoint
-            // for it (one device only: see `stop.rs`).
-            let signalled = peer.is_none() && super::stop::requested().is_some();
+            // for it. Data-parallel peers agree on the step through the loss all-reduce of the
+            // next logged step, so they all stop after the same one (see `stop.rs`).
+            let local_stop = super::stop::requested().is_some();
             let growth_next = spec.growths.iter().any(|g| g.at_step == s + 1);
             let need_eval =
                 (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0) || last || growth_next;
@@ -496,7 +497,7 @@ impl Job<'_> {
                 || need_eval
                 || post_growth_val.is_some()
                 || s + 1 == end
-                || signalled;
+                || (peer.is_none() && local_stop);
             window = Some(match window.take() {
                 Some((sum, k)) => (sum + out.loss, k + 1),
                 None => (out.loss, 1),
@@ -509,17 +510,17 @@ impl Job<'_> {
             let (model, _) = st.opt.step_deferred(st.model, grads, lr, &groups);
             // Read only now, with the whole step queued, so the device is never left idle
             // waiting for the host between the forward and the backward pass.
-            let train_loss = match window.take() {
+            let (train_loss, signalled) = match window.take() {
                 Some((sum, k)) if log => {
-                    let sum = match peer {
-                        Some(p) => p.mean(sum)?,
-                        None => sum,
+                    let (sum, stop) = match peer {
+                        Some(p) => p.mean_and_any(sum, local_stop)?,
+                        None => (sum.into_scalar().elem::<f64>(), local_stop),
                     };
-                    Some(sum.into_scalar().elem::<f64>() / k as f64)
+                    (Some(sum / k as f64), stop)
                 }
                 kept => {
                     window = kept;
-                    None
+                    (None, false)
                 }
             };
             st.model = model;

@@ -180,6 +180,20 @@ impl Peer {
         Ok(self.sum(t, "averaging the loss")? / self.world as f64)
     }
 
+    /// The mean over all peers of `t` (one element), and whether any peer raised `flag` (a
+    /// stop signal): one operation, so every peer reads the same answer and all of them stop
+    /// after the same step.
+    pub fn mean_and_any<B: Backend>(
+        &self,
+        t: Tensor<B, 1>,
+        flag: bool,
+    ) -> Result<(f64, bool), ExecError> {
+        let f = Tensor::<B, 1>::from_floats([if flag { 1.0 } else { 0.0 }], &t.device());
+        let sum = self.sum(Tensor::cat(vec![t, f], 0), "averaging the loss")?;
+        let v: Vec<f64> = sum.into_data().iter::<f64>().collect();
+        Ok((v[0] / self.world as f64, v[1] > 0.0))
+    }
+
     /// The mean over all peers of every gradient of `model`'s parameters: one operation on
     /// all of them, flattened in model order (the same on every peer).
     pub fn mean_grads<B: AutodiffBackend>(
