@@ -606,3 +606,63 @@ fn a_wall_clock_bound_writes_checkpoints_between_the_step_ones() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The TensorBoard event file beside `metrics.jsonl` holds the same rows, once each, after a
+/// stop and a resume.
+#[test]
+fn tensorboard_events_match_the_metrics_across_a_resume() {
+    use progc::exec::io::events::{event_files, read_scalars};
+    let (dir, recipe) = small_recipe("tb", 60);
+    let out = dir.join("out");
+    let (r, o) = (
+        recipe.to_str().expect("utf-8 path"),
+        out.to_str().expect("utf-8 path"),
+    );
+    let first = progc(&[
+        "run",
+        r,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        o,
+        "--stop-after",
+        "30",
+    ]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let done = progc(&["run", "--resume", o, "--device", "cpu", "--no-progress"]);
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+    let files = event_files(&out);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let scalars = read_scalars(&files[0]).expect("a valid event file");
+    let series = |tag: &str| -> Vec<(i64, f32)> {
+        scalars
+            .iter()
+            .filter(|(t, _, _)| t == tag)
+            .map(|(_, s, v)| (*s, *v))
+            .collect()
+    };
+    let rows = progc::exec::metrics::read_metrics(&out.join("metrics.jsonl")).expect("metrics");
+    assert_eq!(rows.len(), 60);
+    let expect = |f: &dyn Fn(&progc::exec::metrics::MetricRow) -> Option<f64>| -> Vec<(i64, f32)> {
+        rows.iter()
+            .filter_map(|r| f(r).map(|v| (r.step as i64, v as f32)))
+            .collect()
+    };
+    assert_eq!(series("loss/train"), expect(&|r| Some(r.train_loss)));
+    assert_eq!(series("loss/val"), expect(&|r| r.val_loss));
+    assert_eq!(series("lr"), expect(&|r| Some(r.lr)));
+    assert_eq!(series("model/depth"), expect(&|r| Some(r.depth as f64)));
+    assert_eq!(series("compute/flops_exact"), expect(&|r| Some(r.flops)));
+    let by_flops: Vec<i64> = series("by_mflops/loss_train").iter().map(|p| p.0).collect();
+    let want: Vec<i64> = rows
+        .iter()
+        .map(|r| (r.flops / 1e6).round() as i64)
+        .collect();
+    assert_eq!(by_flops, want);
+    assert!(
+        by_flops.windows(2).all(|w| w[0] < w[1]),
+        "one point per MFLOP step"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

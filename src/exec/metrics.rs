@@ -6,7 +6,8 @@
 //! - non-finite floats are written as `null` (JSON has no NaN) and read back as NaN, so a
 //!   diverged run's metrics stay readable;
 //! - `MetricsWriter::resume` rewrites the file atomically with only the rows before the resume
-//!   step, so a resumed run never holds duplicate or stale steps.
+//!   step, so a resumed run never holds duplicate or stale steps; the TensorBoard event file
+//!   beside it is rewritten from the same rows, and then gets every row the file gets.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::data::write_atomic;
 use super::error::{ErrorKind, ExecError};
+use super::io::events::EventWriter;
 use crate::plan::flops::Flops;
 
 /// Reads `null` (how serde_json writes NaN and infinities) back as NaN.
@@ -45,10 +47,19 @@ pub struct MetricRow {
     pub wall_s: f64,
 }
 
-/// Appends metric rows to a JSON-lines file, flushing each row.
+/// Appends metric rows to a JSON-lines file, flushing each row, and the same rows to the
+/// directory's TensorBoard event file (`io/events.rs`).
 pub struct MetricsWriter {
     out: BufWriter<fs::File>,
     path: PathBuf,
+    events: EventWriter,
+}
+
+/// The directory a metrics file is in, where its event file goes too.
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn open_append(path: &Path) -> Result<fs::File, ExecError> {
@@ -71,6 +82,7 @@ impl MetricsWriter {
         Ok(MetricsWriter {
             out: BufWriter::new(file),
             path: path.to_path_buf(),
+            events: EventWriter::create(dir_of(path), &[])?,
         })
     }
 
@@ -92,6 +104,7 @@ impl MetricsWriter {
         Ok(MetricsWriter {
             out: BufWriter::new(open_append(path)?),
             path: path.to_path_buf(),
+            events: EventWriter::create(dir_of(path), &kept)?,
         })
     }
 
@@ -100,7 +113,8 @@ impl MetricsWriter {
         self.out
             .write_all(line.as_bytes())
             .and_then(|_| self.out.flush())
-            .map_err(|e| ExecError::io("write metrics to", &self.path, e))
+            .map_err(|e| ExecError::io("write metrics to", &self.path, e))?;
+        self.events.row(row)
     }
 
     pub fn path(&self) -> &Path {

@@ -1,6 +1,7 @@
 //! Files that leave or enter a run: checkpoints (`checkpoint.rs`: safetensors + JSON
 //! metadata), finding a run's checkpoint, `progc export --to hf` (`hf.rs`,
-//! `hf_tokenizer.rs`), and the one-writer lock of a run directory (`lock.rs`).
+//! `hf_tokenizer.rs`), the one-writer lock of a run directory (`lock.rs`), and TensorBoard
+//! event files (`events.rs`).
 //!
 //! Invariants:
 //! - every writer here is atomic (temp file or folder, then rename), and every reader returns
@@ -19,6 +20,7 @@
 //!   (`scripts/check-hf-export.py`) can recompute it.
 
 pub mod checkpoint;
+pub mod events;
 pub mod hf;
 pub mod hf_tokenizer;
 pub mod lock;

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Checks a progc run's TensorBoard event file with TensorBoard's own reader.
+
+Loads RUN_DIR's events with `tensorboard`'s EventAccumulator and compares every scalar with
+RUN_DIR/metrics.jsonl: the same steps, once each, and the same values (as f32). Given an
+experiment directory, checks every run in it. Needs `pip install tensorboard`; not part of CI.
+
+Usage: scripts/check-tensorboard.py RUN_DIR [RUN_DIR ...]
+"""
+import json
+import os
+import struct
+import sys
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+TAGS = {
+    "loss/train": lambda r: r["train_loss"],
+    "loss/val": lambda r: r["val_loss"],
+    "lr": lambda r: r["lr"],
+    "model/depth": lambda r: r["depth"],
+    "data/tokens": lambda r: r["tokens"],
+    "perf/tok_per_s": lambda r: r["tok_per_s"],
+    "compute/flops_exact": lambda r: r["flops"],
+}
+
+
+def f32(x):
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def check(run):
+    rows = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl")) if l.strip()]
+    acc = EventAccumulator(run, size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    problems = []
+    for tag, get in TAGS.items():
+        want = [(r["step"], f32(get(r))) for r in rows if get(r) is not None]
+        got = [(e.step, e.value) for e in acc.Scalars(tag)] if tag in tags else []
+        if got != want:
+            problems.append(f"{tag}: {len(got)} events, {len(want)} rows; first difference "
+                            f"{next(((g, w) for g, w in zip(got, want) if g != w), None)}")
+    steps = [e.step for e in acc.Scalars("loss/train")] if "loss/train" in tags else []
+    if len(steps) != len(set(steps)):
+        problems.append("a step appears twice")
+    want = [(round(r["flops"] / 1e6), f32(r["train_loss"])) for r in rows]
+    got = [(e.step, e.value) for e in acc.Scalars("by_mflops/loss_train")]
+    if got != want:
+        problems.append(f"by_mflops/loss_train: {len(got)} events, {len(want)} rows")
+    status = "ok" if not problems else "FAILED"
+    print(f"{run}: {status}: {len(rows)} rows, {len(tags)} scalar tags "
+          f"({', '.join(sorted(tags))}), steps {rows[0]['step']}..{rows[-1]['step']}")
+    for p in problems:
+        print(f"  {p}")
+    return not problems
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    runs = []
+    for d in sys.argv[1:]:
+        if os.path.exists(os.path.join(d, "metrics.jsonl")):
+            runs.append(d)
+        else:
+            runs += sorted(os.path.join(d, s) for s in os.listdir(d)
+                           if os.path.exists(os.path.join(d, s, "metrics.jsonl")))
+    if not runs:
+        sys.exit("error: no run directory (with metrics.jsonl) found")
+    ok = all([check(r) for r in runs])
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

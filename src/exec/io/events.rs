@@ -1,0 +1,260 @@
+//! TensorBoard event files: every metrics row of a run, as scalars that `tensorboard --logdir`
+//! (and W&B's `sync_tensorboard`) read.
+//!
+//! Format: TensorFlow's TFRecord framing (length, masked CRC-32C of the length, the record,
+//! masked CRC-32C of the record) around `tensorflow.Event` protobuf messages, encoded with
+//! `prost`. The messages are declared here, with only the fields progc writes: the crates that
+//! ship the generated schema (`tboard`) generate it at build time with `protoc`, which a fresh
+//! machine does not have, and the README's build must work there.
+//!
+//! Tags (the step axis is the global step):
+//! - `loss/train`, `loss/val`, `lr`, `model/depth`, `data/tokens`, `perf/tok_per_s`,
+//!   `compute/flops_exact` (cumulative training FLOPs, exact convention);
+//! - `by_mflops/loss_train`, `by_mflops/loss_val`: the same losses with cumulative exact
+//!   MFLOPs as the step, so runs compare at equal compute (MFLOPs, not GFLOPs: a 0-layer
+//!   GPT-2 tiny step is 0.2 GFLOPs, and an int64 step holds 9.2e24 FLOPs in MFLOPs).
+//!
+//! Invariants:
+//! - the event file holds exactly the rows of `metrics.jsonl`, in order: it is rewritten from
+//!   those rows whenever the metrics file is (start, resume), so a resumed run never shows a
+//!   step twice;
+//! - records are buffered and flushed at evaluation rows, every [`FLUSH_EVERY`] rows and when
+//!   the writer is dropped: the cost per row is a few small writes into memory.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+
+use crate::exec::error::ExecError;
+use crate::exec::metrics::MetricRow;
+
+/// Rows between flushes when no evaluation comes first.
+pub const FLUSH_EVERY: usize = 200;
+
+/// `tensorflow.Event`, the fields progc writes.
+#[derive(Clone, PartialEq, Message)]
+pub struct Event {
+    #[prost(double, tag = "1")]
+    pub wall_time: f64,
+    #[prost(int64, tag = "2")]
+    pub step: i64,
+    #[prost(oneof = "What", tags = "3, 5")]
+    pub what: Option<What>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum What {
+    #[prost(string, tag = "3")]
+    FileVersion(String),
+    #[prost(message, tag = "5")]
+    Summary(Summary),
+}
+
+/// `tensorflow.Summary`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Summary {
+    #[prost(message, repeated, tag = "1")]
+    pub value: Vec<SummaryValue>,
+}
+
+/// `tensorflow.Summary.Value` with a `simple_value`.
+#[derive(Clone, PartialEq, Message)]
+pub struct SummaryValue {
+    #[prost(string, tag = "1")]
+    pub tag: String,
+    #[prost(float, optional, tag = "2")]
+    pub simple_value: Option<f32>,
+}
+
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// TFRecord's masked CRC-32C.
+fn masked_crc(bytes: &[u8]) -> u32 {
+    let c = CRC32C.checksum(bytes);
+    c.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+/// One record in TFRecord framing.
+fn record(payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u64).to_le_bytes();
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&masked_crc(&len).to_le_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&masked_crc(payload).to_le_bytes());
+    out
+}
+
+/// The events of one run directory.
+pub struct EventWriter {
+    out: BufWriter<fs::File>,
+    path: PathBuf,
+    since_flush: usize,
+}
+
+/// The event files of `dir` (TensorBoard's naming: `events.out.tfevents.*`).
+pub fn event_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("events.out.tfevents."))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+impl EventWriter {
+    /// Replaces `dir`'s event files with one holding `rows` (the metrics kept so far), ready
+    /// for more.
+    pub fn create(dir: &Path, rows: &[MetricRow]) -> Result<EventWriter, ExecError> {
+        for old in event_files(dir) {
+            fs::remove_file(&old).map_err(|e| ExecError::io("remove", &old, e))?;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let path = dir.join(format!(
+            "events.out.tfevents.{now:010}.{host}.{}.progc",
+            std::process::id()
+        ));
+        let file = fs::File::create(&path).map_err(|e| ExecError::io("create", &path, e))?;
+        let mut w = EventWriter {
+            out: BufWriter::new(file),
+            path,
+            since_flush: 0,
+        };
+        w.event(0, What::FileVersion("brain.Event:2".into()))?;
+        for row in rows {
+            w.row(row)?;
+        }
+        w.flush()?;
+        Ok(w)
+    }
+
+    fn event(&mut self, step: i64, what: What) -> Result<(), ExecError> {
+        let wall_time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let event = Event {
+            wall_time,
+            step,
+            what: Some(what),
+        };
+        self.out
+            .write_all(&record(&event.encode_to_vec()))
+            .map_err(|e| ExecError::io("write events to", &self.path, e))
+    }
+
+    fn scalars(&mut self, step: i64, values: &[(&str, f64)]) -> Result<(), ExecError> {
+        let value = values
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(tag, v)| SummaryValue {
+                tag: tag.to_string(),
+                simple_value: Some(*v as f32),
+            })
+            .collect();
+        self.event(step, What::Summary(Summary { value }))
+    }
+
+    /// One metrics row: its scalars at the global step, and its losses at its MFLOPs.
+    pub fn row(&mut self, row: &MetricRow) -> Result<(), ExecError> {
+        let step = row.step as i64;
+        let val = row.val_loss.unwrap_or(f64::NAN);
+        self.scalars(
+            step,
+            &[
+                ("loss/train", row.train_loss),
+                ("loss/val", val),
+                ("lr", row.lr),
+                ("model/depth", row.depth as f64),
+                ("data/tokens", row.tokens as f64),
+                ("perf/tok_per_s", row.tok_per_s),
+                ("compute/flops_exact", row.flops),
+            ],
+        )?;
+        let mflops = (row.flops / 1e6).round() as i64;
+        self.scalars(
+            mflops,
+            &[
+                ("by_mflops/loss_train", row.train_loss),
+                ("by_mflops/loss_val", val),
+            ],
+        )?;
+        self.since_flush += 1;
+        if row.val_loss.is_some() || self.since_flush >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), ExecError> {
+        self.since_flush = 0;
+        self.out
+            .flush()
+            .map_err(|e| ExecError::io("write events to", &self.path, e))
+    }
+}
+
+/// Every scalar of an event file, as `(tag, step, value)`, in file order; checks the framing
+/// and both CRCs of every record.
+pub fn read_scalars(path: &Path) -> Result<Vec<(String, i64, f32)>, String> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        let take = |from: usize, n: usize| {
+            bytes
+                .get(from..from + n)
+                .ok_or_else(|| format!("record at byte {at} is cut short"))
+        };
+        let len_bytes = take(at, 8)?;
+        let crc = u32::from_le_bytes(take(at + 8, 4)?.try_into().unwrap_or_default());
+        if crc != masked_crc(len_bytes) {
+            return Err(format!("length CRC mismatch at byte {at}"));
+        }
+        let len = u64::from_le_bytes(len_bytes.try_into().unwrap_or_default()) as usize;
+        let payload = take(at + 12, len)?;
+        let crc = u32::from_le_bytes(take(at + 12 + len, 4)?.try_into().unwrap_or_default());
+        if crc != masked_crc(payload) {
+            return Err(format!("record CRC mismatch at byte {at}"));
+        }
+        let event = Event::decode(payload).map_err(|e| format!("event at byte {at}: {e}"))?;
+        if let Some(What::Summary(s)) = event.what {
+            for v in s.value {
+                if let Some(x) = v.simple_value {
+                    out.push((v.tag, event.step, x));
+                }
+            }
+        }
+        at += 16 + len;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_crc_matches_tensorflow() {
+        // CRC-32C of "123456789" is 0xe3069283 (the standard check value).
+        assert_eq!(CRC32C.checksum(b"123456789"), 0xe306_9283);
+        let c = 0xe306_9283u32;
+        assert_eq!(
+            masked_crc(b"123456789"),
+            ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+        );
+    }
+}
