@@ -2,7 +2,8 @@
 """Checks a progc run's TensorBoard event file with TensorBoard's own reader.
 
 Loads RUN_DIR's events with `tensorboard`'s EventAccumulator and compares every scalar with
-RUN_DIR/metrics.jsonl: the same steps, once each, and the same values (as f32). Given an
+RUN_DIR/metrics.jsonl: the same steps, once each, and the same values (as f32); and checks a
+growth note (text plugin) at each row where the depth changes. Given an
 experiment directory, checks every run in it. Needs `pip install tensorboard`; not part of CI.
 
 Usage: scripts/check-tensorboard.py RUN_DIR [RUN_DIR ...]
@@ -48,9 +49,18 @@ def check(run):
     got = [(e.step, e.value) for e in acc.Scalars("by_mflops/loss_train")]
     if got != want:
         problems.append(f"by_mflops/loss_train: {len(got)} events, {len(want)} rows")
+    # A growth note (text plugin) at each row where the depth changes, and nowhere else.
+    changes = [b["step"] for a, b in zip(rows, rows[1:]) if b["depth"] != a["depth"]]
+    notes = []
+    if "growth" in acc.Tags().get("tensors", []):
+        notes = [(e.step, e.tensor_proto.string_val[0].decode()) for e in acc.Tensors("growth")]
+    if [s for s, _ in notes] != changes:
+        problems.append(f"growth notes at {[s for s, _ in notes]}, depth changes at {changes}")
     status = "ok" if not problems else "FAILED"
     print(f"{run}: {status}: {len(rows)} rows, {len(tags)} scalar tags "
           f"({', '.join(sorted(tags))}), steps {rows[0]['step']}..{rows[-1]['step']}")
+    for step, text in notes:
+        print(f"  growth note at step {step}: {text}")
     for p in problems:
         print(f"  {p}")
     return not problems

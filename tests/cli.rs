@@ -611,8 +611,14 @@ fn a_wall_clock_bound_writes_checkpoints_between_the_step_ones() {
 /// stop and a resume.
 #[test]
 fn tensorboard_events_match_the_metrics_across_a_resume() {
-    use progc::exec::io::events::{event_files, read_scalars};
+    use progc::exec::io::events::{event_files, read_events};
     let (dir, recipe) = small_recipe("tb", 60);
+    // With a growth 0 -> 1 at step 40, noted as text.
+    let src = std::fs::read_to_string(&recipe).expect("recipe").replace(
+        "checkpoint_every = 20\n",
+        "checkpoint_every = 20\n start depth 0\n grow at 40 to depth 1\n",
+    );
+    std::fs::write(&recipe, src).expect("recipe");
     let out = dir.join("out");
     let (r, o) = (
         recipe.to_str().expect("utf-8 path"),
@@ -634,7 +640,17 @@ fn tensorboard_events_match_the_metrics_across_a_resume() {
     assert_eq!(done.status.code(), Some(0), "{}", text(&done));
     let files = event_files(&out);
     assert_eq!(files.len(), 1, "{files:?}");
-    let scalars = read_scalars(&files[0]).expect("a valid event file");
+    let events = read_events(&files[0]).expect("a valid event file");
+    assert_eq!(
+        events.texts,
+        vec![(
+            "growth".to_string(),
+            40,
+            "grow 0 -> 1 at step 40: init random(std 0.02), placement top, optimizer state keep"
+                .to_string()
+        )]
+    );
+    let scalars = events.scalars;
     let series = |tag: &str| -> Vec<(i64, f32)> {
         scalars
             .iter()

@@ -140,7 +140,7 @@ fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, Exe
     ck.write(&latest_path(dir))?;
     // This run can in turn be the donor of `[0, s)` for later runs.
     ck.write(&step_path(dir, s))?;
-    let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"))?;
+    let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"), &rp.spec.growths)?;
     for row in read_metrics(&donor.join("metrics.jsonl"))?
         .iter()
         .filter(|r| r.step < s)

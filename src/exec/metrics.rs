@@ -19,6 +19,7 @@ use super::data::write_atomic;
 use super::error::{ErrorKind, ExecError};
 use super::io::events::EventWriter;
 use crate::plan::flops::Flops;
+use crate::plan::spec::GrowthSpec;
 
 /// Reads `null` (how serde_json writes NaN and infinities) back as NaN.
 fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -74,23 +75,24 @@ fn open_append(path: &Path) -> Result<fs::File, ExecError> {
 }
 
 impl MetricsWriter {
-    /// Starts a fresh metrics file (an existing one is truncated).
-    pub fn create(path: &Path) -> Result<Self, ExecError> {
+    /// Starts a fresh metrics file (an existing one is truncated); `growths` are noted in the
+    /// event file.
+    pub fn create(path: &Path, growths: &[GrowthSpec]) -> Result<Self, ExecError> {
         let file = open_append(path)?;
         file.set_len(0)
             .map_err(|e| ExecError::io("truncate metrics file", path, e))?;
         Ok(MetricsWriter {
             out: BufWriter::new(file),
             path: path.to_path_buf(),
-            events: EventWriter::create(dir_of(path), &[])?,
+            events: EventWriter::create(dir_of(path), &[], growths)?,
         })
     }
 
     /// For resume: keeps only rows with `step < from_step`, then appends. A missing file is
     /// created.
-    pub fn resume(path: &Path, from_step: u64) -> Result<Self, ExecError> {
+    pub fn resume(path: &Path, from_step: u64, growths: &[GrowthSpec]) -> Result<Self, ExecError> {
         if !path.exists() {
-            return Self::create(path);
+            return Self::create(path, growths);
         }
         let kept: Vec<MetricRow> = read_metrics(path)?
             .into_iter()
@@ -104,7 +106,7 @@ impl MetricsWriter {
         Ok(MetricsWriter {
             out: BufWriter::new(open_append(path)?),
             path: path.to_path_buf(),
-            events: EventWriter::create(dir_of(path), &kept)?,
+            events: EventWriter::create(dir_of(path), &kept, growths)?,
         })
     }
 
@@ -377,7 +379,7 @@ mod tests {
     fn write_read_and_resume_truncates_later_rows() {
         let dir = temp_dir("resume");
         let path = dir.join("sub/metrics.jsonl");
-        let mut w = MetricsWriter::create(&path).unwrap();
+        let mut w = MetricsWriter::create(&path, &[]).unwrap();
         for s in 0..12 {
             w.write(&row(s)).unwrap();
         }
@@ -388,7 +390,7 @@ mod tests {
         );
 
         // Resume from step 7: rows 7.. are dropped, new rows append after row 6.
-        let mut w = MetricsWriter::resume(&path, 7).unwrap();
+        let mut w = MetricsWriter::resume(&path, 7, &[]).unwrap();
         let steps: Vec<u64> = read_metrics(&path)
             .unwrap()
             .iter()
@@ -401,7 +403,7 @@ mod tests {
         assert_eq!(rows[7], row(7));
 
         // create truncates.
-        MetricsWriter::create(&path).unwrap();
+        MetricsWriter::create(&path, &[]).unwrap();
         assert!(read_metrics(&path).unwrap().is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -410,7 +412,7 @@ mod tests {
     fn nan_round_trips_and_a_torn_last_line_is_ignored() {
         let dir = temp_dir("torn");
         let path = dir.join("m.jsonl");
-        let mut w = MetricsWriter::create(&path).unwrap();
+        let mut w = MetricsWriter::create(&path, &[]).unwrap();
         let mut bad = row(3);
         bad.train_loss = f64::NAN;
         w.write(&row(2)).unwrap();

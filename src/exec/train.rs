@@ -402,8 +402,8 @@ impl Job<'_> {
         let metrics_path = self.dir.join("metrics.jsonl");
         let mut metrics = match (leader, start) {
             (false, _) => None,
-            (true, 0) => Some(MetricsWriter::create(&metrics_path)?),
-            (true, _) => Some(MetricsWriter::resume(&metrics_path, start)?),
+            (true, 0) => Some(MetricsWriter::create(&metrics_path, &spec.growths)?),
+            (true, _) => Some(MetricsWriter::resume(&metrics_path, start, &spec.growths)?),
         };
         let train_s0 = st.timing.train_s;
         let mut timed_steps = 0u64; // steps of this session outside warm-up

@@ -528,7 +528,8 @@ fn schedule_text(s: &ScheduleSpec) -> String {
     }
 }
 
-fn growth_text(g: &GrowthSpec) -> String {
+/// One growth in words: `grow 0 -> 6 at step 3200: init random(std 0.02), placement top, ...`.
+pub fn growth_text(g: &GrowthSpec) -> String {
     format!(
         "grow {} -> {} at step {}: init {}, placement {}, optimizer state {}",
         g.from_depth,

@@ -10,6 +10,8 @@
 //! Tags (the step axis is the global step):
 //! - `loss/train`, `loss/val`, `lr`, `model/depth`, `data/tokens`, `perf/tok_per_s`,
 //!   `compute/flops_exact` (cumulative training FLOPs, exact convention);
+//! - `growth`: a text note at each growth (depths, init, placement, optimizer state), for the
+//!   text plugin;
 //! - `by_mflops/loss_train`, `by_mflops/loss_val`: the same losses with cumulative exact
 //!   MFLOPs as the step, so runs compare at equal compute (MFLOPs, not GFLOPs: a 0-layer
 //!   GPT-2 tiny step is 0.2 GFLOPs, and an int64 step holds 9.2e24 FLOPs in MFLOPs).
@@ -30,6 +32,8 @@ use prost::Message;
 
 use crate::exec::error::ExecError;
 use crate::exec::metrics::MetricRow;
+use crate::plan::render::growth_text;
+use crate::plan::spec::GrowthSpec;
 
 /// Rows between flushes when no evaluation comes first.
 pub const FLUSH_EVERY: usize = 200;
@@ -60,14 +64,51 @@ pub struct Summary {
     pub value: Vec<SummaryValue>,
 }
 
-/// `tensorflow.Summary.Value` with a `simple_value`.
+/// `tensorflow.Summary.Value`: a `simple_value` (a scalar), or a string `tensor` with the text
+/// plugin's metadata (the growth notes).
 #[derive(Clone, PartialEq, Message)]
 pub struct SummaryValue {
     #[prost(string, tag = "1")]
     pub tag: String,
     #[prost(float, optional, tag = "2")]
     pub simple_value: Option<f32>,
+    #[prost(message, optional, tag = "8")]
+    pub tensor: Option<TensorProto>,
+    #[prost(message, optional, tag = "9")]
+    pub metadata: Option<SummaryMetadata>,
 }
+
+/// `tensorflow.SummaryMetadata`: which TensorBoard plugin shows the value.
+#[derive(Clone, PartialEq, Message)]
+pub struct SummaryMetadata {
+    #[prost(message, optional, tag = "1")]
+    pub plugin_data: Option<PluginData>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PluginData {
+    #[prost(string, tag = "1")]
+    pub plugin_name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub content: Vec<u8>,
+}
+
+/// `tensorflow.TensorProto` holding strings (a scalar: no shape dimensions).
+#[derive(Clone, PartialEq, Message)]
+pub struct TensorProto {
+    #[prost(int32, tag = "1")]
+    pub dtype: i32,
+    #[prost(message, optional, tag = "2")]
+    pub tensor_shape: Option<TensorShape>,
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    pub string_val: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TensorShape {}
+
+/// `tensorflow.DataType.DT_STRING`.
+const DT_STRING: i32 = 7;
 
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
@@ -93,6 +134,8 @@ pub struct EventWriter {
     out: BufWriter<fs::File>,
     path: PathBuf,
     since_flush: usize,
+    /// Growth notes not written yet: (first step at the new depth, text), in step order.
+    growths: Vec<(u64, String)>,
 }
 
 /// The event files of `dir` (TensorBoard's naming: `events.out.tfevents.*`).
@@ -115,8 +158,13 @@ pub fn event_files(dir: &Path) -> Vec<PathBuf> {
 
 impl EventWriter {
     /// Replaces `dir`'s event files with one holding `rows` (the metrics kept so far), ready
-    /// for more.
-    pub fn create(dir: &Path, rows: &[MetricRow]) -> Result<EventWriter, ExecError> {
+    /// for more; `growths` are the run's growths, each noted as text (tag `growth`) at the first
+    /// row at its new depth.
+    pub fn create(
+        dir: &Path,
+        rows: &[MetricRow],
+        growths: &[GrowthSpec],
+    ) -> Result<EventWriter, ExecError> {
         for old in event_files(dir) {
             fs::remove_file(&old).map_err(|e| ExecError::io("remove", &old, e))?;
         }
@@ -133,6 +181,10 @@ impl EventWriter {
             out: BufWriter::new(file),
             path,
             since_flush: 0,
+            growths: growths
+                .iter()
+                .map(|g| (g.at_step, growth_text(g)))
+                .collect(),
         };
         w.event(0, What::FileVersion("brain.Event:2".into()))?;
         for row in rows {
@@ -163,14 +215,39 @@ impl EventWriter {
             .map(|(tag, v)| SummaryValue {
                 tag: tag.to_string(),
                 simple_value: Some(*v as f32),
+                ..SummaryValue::default()
             })
             .collect();
         self.event(step, What::Summary(Summary { value }))
     }
 
+    /// A text note for TensorBoard's text plugin.
+    fn text(&mut self, step: i64, tag: &str, text: &str) -> Result<(), ExecError> {
+        let value = SummaryValue {
+            tag: tag.to_string(),
+            tensor: Some(TensorProto {
+                dtype: DT_STRING,
+                tensor_shape: Some(TensorShape {}),
+                string_val: vec![text.as_bytes().to_vec()],
+            }),
+            metadata: Some(SummaryMetadata {
+                plugin_data: Some(PluginData {
+                    plugin_name: "text".into(),
+                    content: Vec::new(),
+                }),
+            }),
+            ..SummaryValue::default()
+        };
+        self.event(step, What::Summary(Summary { value: vec![value] }))
+    }
+
     /// One metrics row: its scalars at the global step, and its losses at its MFLOPs.
     pub fn row(&mut self, row: &MetricRow) -> Result<(), ExecError> {
         let step = row.step as i64;
+        while self.growths.first().is_some_and(|(at, _)| row.step >= *at) {
+            let (_, note) = self.growths.remove(0);
+            self.text(step, "growth", &note)?;
+        }
         let val = row.val_loss.unwrap_or(f64::NAN);
         self.scalars(
             step,
@@ -207,12 +284,19 @@ impl EventWriter {
     }
 }
 
-/// Every scalar of an event file, as `(tag, step, value)`, in file order; checks the framing
-/// and both CRCs of every record.
-pub fn read_scalars(path: &Path) -> Result<Vec<(String, i64, f32)>, String> {
+/// What an event file holds: scalars `(tag, step, value)` and text notes `(tag, step, text)`,
+/// each in file order.
+#[derive(Debug, Default)]
+pub struct Events {
+    pub scalars: Vec<(String, i64, f32)>,
+    pub texts: Vec<(String, i64, String)>,
+}
+
+/// Reads an event file, checking the framing and both CRCs of every record.
+pub fn read_events(path: &Path) -> Result<Events, String> {
     let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut at = 0;
-    let mut out = Vec::new();
+    let mut out = Events::default();
     while at < bytes.len() {
         let take = |from: usize, n: usize| {
             bytes
@@ -234,7 +318,12 @@ pub fn read_scalars(path: &Path) -> Result<Vec<(String, i64, f32)>, String> {
         if let Some(What::Summary(s)) = event.what {
             for v in s.value {
                 if let Some(x) = v.simple_value {
-                    out.push((v.tag, event.step, x));
+                    out.scalars.push((v.tag, event.step, x));
+                } else if let Some(t) = v.tensor {
+                    for text in t.string_val {
+                        let text = String::from_utf8_lossy(&text).into_owned();
+                        out.texts.push((v.tag.clone(), event.step, text));
+                    }
                 }
             }
         }
