@@ -321,10 +321,10 @@ fn an_uneven_batch_is_an_error_before_anything_is_written() {
 fn peers_stop_together_on_a_signal_and_resume() {
     let dir = temp("signal");
     let src = recipe(&dir, 4);
-    // Long enough to be interrupted (the growth at 30 stays; 4,000 steps in all).
+    // Long enough to be interrupted (the growth at 30 stays; 100,000 steps in all).
     let long = std::fs::read_to_string(&src)
         .expect("recipe")
-        .replace("steps = 40", "steps = 4000");
+        .replace("steps = 40", "steps = 100000");
     std::fs::write(&src, long).expect("recipe");
     let out = dir.join("stopped");
     let child = progc()
@@ -350,7 +350,7 @@ fn peers_stop_together_on_a_signal_and_resume() {
     assert_eq!(o.status.code(), Some(130), "{t}");
     let stopped = rows(&out);
     let n = stopped.last().expect("rows").step + 1;
-    assert!(t.contains(&format!("stopped at step {n} of 4000")), "{t}");
+    assert!(t.contains(&format!("stopped at step {n} of 100000")), "{t}");
     let steps: Vec<u64> = stopped.iter().map(|r| r.step).collect();
     assert_eq!(steps, (0..n).collect::<Vec<u64>>());
     // Resumed on one device for 10 more steps: the same rows as a run never stopped.
