@@ -175,11 +175,6 @@ impl Peer {
         Ok(tensor(p))
     }
 
-    /// Element-wise mean of `t` over all peers.
-    pub fn mean<B: Backend>(&self, t: Tensor<B, 1>) -> Result<Tensor<B, 1>, ExecError> {
-        Ok(self.sum(t, "averaging the loss")? / self.world as f64)
-    }
-
     /// The mean over all peers of `t` (one element), and whether any peer raised `flag` (a
     /// stop signal): one operation, so every peer reads the same answer and all of them stop
     /// after the same step.
