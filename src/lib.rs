@@ -1,15 +1,11 @@
 //! progc: compiles progressive-depth training recipes (`.prog`) into stage plans and runs them.
 //!
-//! The pipeline, one module per stage:
-//! `syntax` (parse, AST with spans) -> `check` (names, types, units, method rules; produces
-//! `plan::spec`) -> `plan` (petgraph IR, FLOPs, serde) -> `exec` (burn, files, the GPU) -> `cli`.
-//! Everything before `exec` is pure: no IO beyond reading sources, no burn. `lsp` is the
-//! language server, built on the front end and `plan` only.
+//! The front end (`syntax` -> `check` -> `plan`, `diagnostic`, `lsp`) is its own crate,
+//! `progc-front` (`front/`), re-exported here under the same names; it cannot reach burn or the
+//! file system's outputs. This crate adds what needs them: `exec` (burn, files, the GPU) and
+//! `cli`.
 
-pub mod check;
+pub use progc_front::{check, diagnostic, lsp, plan, syntax};
+
 pub mod cli;
-pub mod diagnostic;
 pub mod exec;
-pub mod lsp;
-pub mod plan;
-pub mod syntax;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use progc::check::check_source;
 use progc::diagnostic::has_errors;
 use progc::exec::device::DeviceChoice;
-use progc::exec::experiment::{ExperimentOptions, read_trained, run_experiment};
+use progc::exec::experiment::{read_trained, run_experiment};
 use progc::exec::metrics::{Summary, read_metrics};
 use progc::exec::train::{self, RunOptions};
 use progc::plan::{Plan, compile_experiment, compile_run};
@@ -84,12 +84,13 @@ fn toy_plan(corpus: &Path) -> Plan {
     )
 }
 
-fn opts(dir: &Path, stop_after: Option<u64>) -> ExperimentOptions {
-    ExperimentOptions {
+fn opts(dir: &Path, stop_after: Option<u64>) -> RunOptions {
+    RunOptions {
         device: DeviceChoice::Cpu,
         out_dir: dir.to_path_buf(),
         progress: false,
         stop_after,
+        checkpoint_at: Vec::new(),
         tuning: Default::default(),
         parallel: None,
     }

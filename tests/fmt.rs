@@ -1,7 +1,7 @@
 //! `progc fmt`: snapshots of formatted fixtures (`tests/fmt/*.prog`), and, over every shipped
 //! recipe (`std/`, `examples/`) and the fixtures, the promises: the output is a fixed point,
 //! keeps every comment, and checks to the same diagnostics and the same plans (JSON) as the
-//! input. The fuzz corpus's valid inputs get the same checks in `tests/fuzz.rs`. Also the
+//! input. The fuzz corpus's valid inputs get the same checks in `front/tests/fuzz.rs`. Also the
 //! command itself: `--check`, rewriting, files that do not parse or are not UTF-8.
 
 use std::path::Path;

@@ -9,16 +9,8 @@
 //!   idempotent) holds, and the formatted text checks to the same diagnostics codes and the
 //!   same plans (JSON).
 #![no_main]
-#![allow(dead_code, unused_imports)]
 
-#[path = "../../src/check/mod.rs"]
-pub mod check;
-#[path = "../../src/diagnostic/mod.rs"]
-pub mod diagnostic;
-#[path = "../../src/plan/mod.rs"]
-pub mod plan;
-#[path = "../../src/syntax/mod.rs"]
-pub mod syntax;
+use progc_front::{check, diagnostic, plan, syntax};
 
 use libfuzzer_sys::fuzz_target;
 
@@ -33,7 +25,10 @@ fn plans(text: &str) -> (Vec<String>, Vec<&'static str>) {
         let _ = render(d, &program.sources, false);
         for span in std::iter::once(d.span).chain(d.labels.iter().map(|l| l.span)) {
             let file = &program.sources.get(span.file).text;
-            assert!(span.start <= span.end && span.end <= file.len(), "span {span:?}");
+            assert!(
+                span.start <= span.end && span.end <= file.len(),
+                "span {span:?}"
+            );
             assert!(file.is_char_boundary(span.start) && file.is_char_boundary(span.end));
         }
     }
@@ -42,7 +37,10 @@ fn plans(text: &str) -> (Vec<String>, Vec<&'static str>) {
         .iter()
         .map(|r| plan::render::render_json(&plan::compile_run(r)))
         .collect();
-    (plans, diags.iter().map(|d: &Diagnostic| d.code.name()).collect())
+    (
+        plans,
+        diags.iter().map(|d: &Diagnostic| d.code.name()).collect(),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -59,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
     match format_source(FileId(0), &text) {
         Ok(formatted) => {
             let after = plans(&formatted);
-            assert_eq!(before, after, "formatting changed the meaning of:\n{text}\n--\n{formatted}");
+            assert_eq!(
+                before, after,
+                "formatting changed the meaning of:\n{text}\n--\n{formatted}"
+            );
         }
         Err(FmtError::Syntax(_)) => {}
         Err(FmtError::Internal(msg)) => panic!("fmt self-check failed: {msg}\n{text}"),

@@ -10,7 +10,7 @@ use super::report::{count, print_diagnostics, print_exec_error, use_color};
 use crate::check::{check, suggest::did_you_mean};
 use crate::diagnostic::{CODES, Code, Diagnostic, SourceMap, Span, has_errors, render};
 use crate::exec::device::DeviceChoice;
-use crate::exec::experiment::{ExperimentOptions, read_plan, run_experiment};
+use crate::exec::experiment::{read_plan, run_experiment};
 use crate::exec::io::{ExportFormat, ExportOptions, export};
 use crate::exec::parallel::{Nodes, Topology, parse_devices};
 use crate::exec::report::{to_markdown, write_report};
@@ -653,14 +653,7 @@ fn cmd_run_experiment(file: &Path, name: &str, sets: &[String], opts: RunOpts) -
         s.steps_trained,
         s.steps_separate
     );
-    let exp_opts = ExperimentOptions {
-        device: opts.device,
-        out_dir: out_dir.clone(),
-        progress: opts.progress,
-        stop_after: opts.stop_after,
-        tuning: opts.tuning,
-        parallel: opts.parallel.clone(),
-    };
+    let exp_opts = opts.for_dir(out_dir.clone());
     match run_experiment(plan, &exp_opts) {
         Ok(Some(report)) => {
             println!("{}", to_markdown(&report));

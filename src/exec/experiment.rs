@@ -15,29 +15,17 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, latest_path, run_hash, step_path};
 use super::data::write_atomic;
-use super::device::DeviceChoice;
 use super::error::{ErrorKind, ExecError};
 use super::metrics::{MetricsWriter, Summary, read_metrics};
 use super::report::{ExperimentReport, write_report};
-use super::train::{self, RunOptions, Tuning};
+use super::train::{self, RunOptions};
 use crate::plan::ir::{Plan, RunPlan};
-
-pub struct ExperimentOptions {
-    pub device: DeviceChoice,
-    pub out_dir: PathBuf,
-    pub progress: bool,
-    /// Stop (cleanly, resumable) once the run being trained reaches this global step.
-    pub stop_after: Option<u64>,
-    pub tuning: Tuning,
-    /// Train every run data-parallel on these peers.
-    pub parallel: Option<crate::exec::parallel::Topology>,
-}
 
 /// One stretch of actual training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,7 +145,7 @@ fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, Exe
 /// early at `stop_after`.
 pub fn run_experiment(
     plan: &Plan,
-    opts: &ExperimentOptions,
+    opts: &RunOptions,
 ) -> Result<Option<ExperimentReport>, ExecError> {
     let root = &opts.out_dir;
     // Every run's corpus is checked before the experiment folder is touched.
@@ -184,13 +172,9 @@ pub fn run_experiment(
             .filter(|&s| s > 0 && s < rp.spec.total_steps)
             .collect();
         let run_opts = RunOptions {
-            device: opts.device,
             out_dir: dir.clone(),
-            progress: opts.progress,
-            stop_after: opts.stop_after,
             checkpoint_at,
-            tuning: opts.tuning,
-            parallel: opts.parallel.clone(),
+            ..opts.clone()
         };
         let latest = latest_path(&dir);
         let mut from = 0;

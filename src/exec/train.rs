@@ -30,30 +30,32 @@ use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use super::checkpoint::{
-    Checkpoint, KEEP_RECENT, Timing, latest_path, prune_recent, recent_path, run_hash, step_path,
-};
+use super::checkpoint::{Checkpoint, Timing, latest_path, run_hash};
 use super::data::{Batch, BatchCursor, Corpus, load_corpus, validation_batches, write_atomic};
 use super::device::{BackendTask, DeviceChoice, dispatch};
 use super::error::{ErrorKind, ExecError};
 use super::grow::grow;
 use super::io::lock::{DirLock, lock_dir};
 use super::kernels::{Kernels, TrainBackend};
-use super::metrics::{
-    MetricRow, MetricsWriter, PeerThroughput, SegmentTiming, Summary, read_metrics,
-};
+use super::metrics::{MetricRow, Summary, read_metrics};
 use super::model::Gpt2;
 use super::optim::Optimizer;
-use super::parallel::{self, Peer, Topology, model_digest};
+use super::parallel::{self, Peer, Topology};
 use super::plot::plot_losses;
 use super::precision::Precision;
 use super::rng::splitmix64;
-use crate::plan::flops::Flops;
 use crate::plan::ir::RunPlan;
 use crate::plan::schedule::lr_factor;
 use crate::plan::spec::{GrowthSpec, InitSpec, ModelSpec, OptStatePolicy, RunSpec};
+
+mod checkpoints;
+mod observe;
+mod replicas;
+
+use checkpoints::CheckpointPolicy;
+use observe::{Clock, Observer};
+use replicas::{Replicas, Solo};
 
 /// How the loop trades exactness of its logs for speed; neither changes what is trained in f32.
 #[derive(Clone, Copy, Debug, Default)]
@@ -76,6 +78,9 @@ pub fn default_log_every(device_name: &str) -> u64 {
     }
 }
 
+/// How to run a plan: the one options type of `progc run`, for a single run and for an
+/// experiment (whose `out_dir` is the experiment's folder).
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     pub device: DeviceChoice,
     pub out_dir: PathBuf,
@@ -83,7 +88,8 @@ pub struct RunOptions {
     /// Stop cleanly once this many global steps are done (a checkpoint is written).
     pub stop_after: Option<u64>,
     /// Extra steps at which to keep a `checkpoints/step-<N>.safetensors` (where other runs of an
-    /// experiment branch off this one), besides the ones before each growth.
+    /// experiment branch off this one), besides the ones before each growth. An experiment
+    /// sets it for each of its runs.
     pub checkpoint_at: Vec<u64>,
     pub tuning: Tuning,
     /// Data parallel: train on these peers instead of `device` (see [`super::parallel`]).
@@ -109,7 +115,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     })?;
     let path = dir.join("run.json");
     write_atomic(&path, json.as_bytes()).map_err(|e| ExecError::io("write", &path, e))?;
-    launch(plan, corpus, dir, opts, None)
+    launch(plan, corpus, opts, None)
 }
 
 /// The directory's writer lock, taken by the process that writes the run: every process of
@@ -126,8 +132,13 @@ pub(crate) fn take_lock(
     }
 }
 
-/// Continues the run in `dir` from `dir/checkpoints/latest.safetensors` (`opts.out_dir` is ignored).
+/// Continues the run in `dir` from `dir/checkpoints/latest.safetensors` (`opts.out_dir` is
+/// ignored).
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
+    let opts = &RunOptions {
+        out_dir: dir.to_path_buf(),
+        ..opts.clone()
+    };
     let path = dir.join("run.json");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         ExecError::io("read", &path, e)
@@ -149,7 +160,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
         topo.check_batch(plan.spec.batch.sequences)?;
     }
     let corpus = open_corpus(&plan.spec)?;
-    launch(&plan, corpus, dir, opts, Some(ck))
+    launch(&plan, corpus, opts, Some(ck))
 }
 
 /// Trains on `opts.device`, or on every peer of `opts.parallel`; the summary is the leader's,
@@ -157,42 +168,27 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
 fn launch(
     plan: &RunPlan,
     corpus: Corpus,
-    dir: &Path,
     opts: &RunOptions,
     resume: Option<Checkpoint>,
 ) -> Result<Summary, ExecError> {
+    let dir = &opts.out_dir;
     let Some(topo) = &opts.parallel else {
         let job = Job {
             plan,
             corpus: &corpus,
-            dir,
-            progress: opts.progress,
-            stop_after: opts.stop_after,
-            checkpoint_at: &opts.checkpoint_at,
-            tuning: opts.tuning,
+            opts,
             resume,
             peer: None,
         };
         return dispatch(opts.device, true, job);
     };
-    let shared = std::sync::Arc::new((
-        plan.clone(),
-        corpus,
-        dir.to_path_buf(),
-        opts.checkpoint_at.clone(),
-        resume,
-    ));
-    let (progress, stop_after, tuning) = (opts.progress, opts.stop_after, opts.tuning);
+    let shared = std::sync::Arc::new((plan.clone(), corpus, opts.clone(), resume));
     let summaries = parallel::launch(topo, move |peer| {
-        let (plan, corpus, dir, checkpoint_at, resume) = &*shared;
+        let (plan, corpus, opts, resume) = &*shared;
         let job = Job {
             plan,
             corpus,
-            dir,
-            progress: progress && peer.leader(),
-            stop_after,
-            checkpoint_at,
-            tuning,
+            opts,
             resume: resume.clone(),
             peer: Some(&peer),
         };
@@ -230,28 +226,6 @@ const SALT_MODEL: u64 = 1;
 const SALT_DATA: u64 = 2;
 /// Growth at step `tau` uses salt `SALT_GROW + tau`.
 const SALT_GROW: u64 = 1 << 40;
-
-fn segment_at(spec: &RunSpec, step: u64) -> usize {
-    spec.growths.iter().filter(|g| g.at_step <= step).count()
-}
-
-/// Training FLOPs of the first `steps` steps (all conventions).
-fn flops_until(spec: &RunSpec, steps: u64) -> Flops {
-    let tps = spec.batch.tokens_per_step();
-    let mut bounds: Vec<(u64, usize)> = vec![(0, spec.start_depth)];
-    bounds.extend(spec.growths.iter().map(|g| (g.at_step, g.to_depth)));
-    let mut total = Flops::default();
-    for (i, &(start, depth)) in bounds.iter().enumerate() {
-        let end = bounds
-            .get(i + 1)
-            .map_or(spec.total_steps, |b| b.0)
-            .min(steps);
-        if end > start {
-            total = total.add(Flops::of(&spec.model, depth, (end - start) * tps));
-        }
-    }
-    total
-}
 
 fn int_tensor<B: Backend>(xs: &[u32], shape: [usize; 2], device: &B::Device) -> Tensor<B, 2, Int> {
     let data: Vec<i32> = xs.iter().map(|&x| x as i32).collect();
@@ -310,14 +284,11 @@ pub fn validation_losses<B: Kernels>(
         .collect()
 }
 
+/// One run on one device: what a backend's thread trains.
 struct Job<'a> {
     plan: &'a RunPlan,
     corpus: &'a Corpus,
-    dir: &'a Path,
-    progress: bool,
-    stop_after: Option<u64>,
-    checkpoint_at: &'a [u64],
-    tuning: Tuning,
+    opts: &'a RunOptions,
     resume: Option<Checkpoint>,
     /// This thread's peer in a data-parallel run.
     peer: Option<&'a Peer>,
@@ -331,16 +302,65 @@ struct State<B: TrainBackend> {
     timing: Timing,
 }
 
+impl<B: TrainBackend> State<B> {
+    /// A fresh model at the start depth, or the checkpoint's state; and the first step.
+    fn begin(
+        spec: &RunSpec,
+        resume: Option<Checkpoint>,
+        device: &B::Device,
+    ) -> Result<(State<B>, u64), ExecError> {
+        Ok(match resume {
+            None => {
+                let seed = derive_seed(spec.seed, SALT_MODEL);
+                let st = State {
+                    model: Gpt2::<B>::new(&spec.model, spec.start_depth, seed, device),
+                    opt: Optimizer::<B>::new(&spec.optimizer),
+                    cursor: BatchCursor::new(derive_seed(spec.seed, SALT_DATA)),
+                    timing: Timing::default(),
+                };
+                (st, 0)
+            }
+            Some(ck) => {
+                let model = ck.restore_model::<B>(&spec.model, device)?;
+                let opt = Optimizer::<B>::load(&spec.optimizer, ck.optimizer, device)?;
+                let st = State {
+                    model,
+                    opt,
+                    cursor: ck.cursor,
+                    timing: ck.timing,
+                };
+                (st, ck.step)
+            }
+        })
+    }
+
+    fn checkpoint(&self, spec: &RunSpec, done: u64, segment: usize) -> Checkpoint {
+        Checkpoint::capture(
+            spec,
+            done,
+            segment,
+            &self.model,
+            self.opt.save(),
+            self.cursor.clone(),
+            self.timing.clone(),
+        )
+    }
+}
+
+/// Training losses since the last metrics row, summed on the device: read back only when a
+/// row is written, so the host never waits for the device in between.
+struct LossWindow<B: TrainBackend>(Option<(Tensor<B::InnerBackend, 1>, u64)>);
+
 impl BackendTask for Job<'_> {
     type Output = Summary;
 
     fn run<B: TrainBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
         let Some(peer) = self.peer else {
-            return self.train::<B>(device, name);
+            return self.train::<B, _>(&Solo, device, name);
         };
         peer.register::<B::InnerBackend>(&device)?;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.train::<B>(device, name)
+            self.train::<B, _>(peer, device, name)
         }))
         .unwrap_or_else(|p| Err(super::device::panic_error(p.as_ref())));
         match &result {
@@ -353,274 +373,153 @@ impl BackendTask for Job<'_> {
 }
 
 impl Job<'_> {
-    fn train<B: TrainBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
-        let started = Instant::now();
-        if self.tuning.precision == Precision::Bf16 && name.starts_with("wgpu") {
-            // cubecl's wgpu runtime compiles to WGSL, which has f16 but no bf16.
-            return Err(ExecError::new(
-                ErrorKind::Device,
-                format!("bf16 is not supported on {name}: wgpu's shading language has no bf16"),
-            )
-            .with_help("use --precision f32 on wgpu (bf16 runs on CUDA)"));
-        }
-        let spec = &self.plan.spec;
-        let corpus = self.corpus;
-        let val = validation_batches(corpus, spec.batch, spec.eval_batches);
-        let (mut st, start) = match self.resume {
-            None => {
-                let seed = derive_seed(spec.seed, SALT_MODEL);
-                let st = State {
-                    model: Gpt2::<B>::new(&spec.model, spec.start_depth, seed, &device),
-                    opt: Optimizer::<B>::new(&spec.optimizer),
-                    cursor: BatchCursor::new(derive_seed(spec.seed, SALT_DATA)),
-                    timing: Timing::default(),
-                };
-                (st, 0)
-            }
-            Some(ck) => {
-                let model = ck.restore_model::<B>(&spec.model, &device)?;
-                let opt = Optimizer::<B>::load(&spec.optimizer, ck.optimizer, &device)?;
-                (
-                    State {
-                        model,
-                        opt,
-                        cursor: ck.cursor,
-                        timing: ck.timing,
-                    },
-                    ck.step,
-                )
-            }
-        };
-        // In a data-parallel run only the leader evaluates and writes; every collective call
-        // below runs on all peers under the same conditions.
-        let peer = self.peer;
-        let leader = peer.is_none_or(Peer::leader);
+    /// The training loop. For each step: grow if the plan says so, take one optimizer step,
+    /// observe it, maybe checkpoint.
+    fn train<B: TrainBackend, R: Replicas>(
+        self,
+        replicas: &R,
+        device: B::Device,
+        name: &str,
+    ) -> Result<Summary, ExecError> {
+        let (plan, opts) = (self.plan, self.opts);
+        let dir = opts.out_dir.as_path();
+        check_precision(opts.tuning.precision, name)?;
+        let spec = &plan.spec;
+        let val = validation_batches(self.corpus, spec.batch, spec.eval_batches);
+        let (mut st, start) = State::<B>::begin(spec, self.resume, &device)?;
+        let leader = replicas.leader();
         let run_id = u64::from_str_radix(&run_hash(spec), 16).unwrap_or(0);
-        if let Some(p) = peer {
-            p.agree::<B::InnerBackend>("at the start", run_id, model_digest(&st.model), &device)?;
-        }
-        let metrics_path = self.dir.join("metrics.jsonl");
-        let mut metrics = match (leader, start) {
-            (false, _) => None,
-            (true, 0) => Some(MetricsWriter::create(&metrics_path, &spec.growths)?),
-            (true, _) => Some(MetricsWriter::resume(&metrics_path, start, &spec.growths)?),
-        };
-        let train_s0 = st.timing.train_s;
-        let mut timed_steps = 0u64; // steps of this session outside warm-up
+        replicas.agree("at the start", run_id, &st.model, &device)?;
+
         let total = spec.total_steps;
-        let end = self.stop_after.map_or(total, |k| k.clamp(start, total));
-        let bar = if self.progress {
-            let bar = ProgressBar::new(total);
-            let style = ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {pos}/{len} {msg} [{elapsed_precise} ETA {eta_precise}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style.progress_chars("=> "));
-            bar.set_position(start);
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let wall0 = st.timing.wall_s;
-        let mut groups = st.model.param_groups();
-        let mut fresh_build = true; // the next step is the first of a (re)built model: warm-up
+        let end = opts.stop_after.map_or(total, |k| k.clamp(start, total));
         let tps = spec.batch.tokens_per_step();
-        let mut since_log = (0u64, 0.0f64); // steps and seconds since the last logged row
-        let precision = self.tuning.precision;
-        let log_every = self
+        let precision = opts.tuning.precision;
+        let log_every = opts
             .tuning
             .log_every
             .unwrap_or_else(|| default_log_every(name))
             .max(1);
-        // Training losses since the last row, summed on the device (read only at a row).
-        let mut window: Option<(Tensor<B::InnerBackend, 1>, u64)> = None;
-        let mut seg_clock = Instant::now();
+        let metrics_path = dir.join("metrics.jsonl");
+        let mut observer = Observer::open(
+            &metrics_path,
+            &spec.growths,
+            leader,
+            start,
+            total,
+            opts.progress && leader,
+        )?;
+        let mut clock = Clock::start(&st.timing);
+        let mut checkpoints = CheckpointPolicy::new(dir, plan, &opts.checkpoint_at);
+        let mut groups = st.model.param_groups();
+        let mut window = LossWindow::<B>(None);
         let mut stopped_at = None;
-        let clock_bound = spec.checkpoint_clock();
-        let mut last_checkpoint = Instant::now();
 
         for s in start..end {
-            let segment = segment_at(spec, s);
-            let mut post_growth_val = None;
-            if let Some(g) = spec.growths.iter().find(|g| g.at_step == s) {
+            // Grow, if the plan says so, and measure the spike right after.
+            let mut spike = None;
+            if let Some(g) = plan.growth_at(s) {
                 let t0 = Instant::now();
                 let seed = derive_seed(spec.seed, SALT_GROW + s);
                 st.model = grow_with_policy(st.model, &mut st.opt, g, &spec.model, seed, &device)?;
                 groups = st.model.param_groups();
-                fresh_build = true;
-                if let Some(p) = peer {
-                    let when = format!("after the growth at step {s}");
-                    p.agree::<B::InnerBackend>(&when, run_id, model_digest(&st.model), &device)?;
-                }
+                replicas.agree(
+                    &format!("after the growth at step {s}"),
+                    run_id,
+                    &st.model,
+                    &device,
+                )?;
                 let v = if leader {
                     evaluate(&st.model, &val, &device, precision)
                 } else {
                     f64::NAN
                 };
-                post_growth_val = Some(v);
-                bar.println(format!(
-                    "step {s}: grew depth {} -> {} ({:?}), val loss {v:.4}",
-                    g.from_depth, g.to_depth, g.init
-                ));
-                st.timing.warmup_s += t0.elapsed().as_secs_f64();
+                observer.grew(s, g, v);
+                clock.grew(&mut st.timing, t0);
+                spike = Some(v);
             }
-            if st.timing.segments.last().map(|t| t.index) != Some(segment) {
-                st.timing.segments.push(SegmentTiming {
-                    index: segment,
-                    depth: st.model.depth(),
-                    start_step: s,
-                    end_step: s,
-                    wall_s: 0.0,
-                });
-                seg_clock = Instant::now();
-            }
+            let segment = plan.segment_index(s);
+            clock.enter(&mut st.timing, segment, st.model.depth(), s);
 
-            // One optimizer step.
-            let t0 = Instant::now();
+            // One optimizer step. The loss is read back only for a metrics row: every
+            // `log_every` steps, at evaluations, growths and the session's last step, and at a
+            // stop signal (data-parallel peers agree on it through the next row's all-reduce).
+            let local_stop = super::stop::requested().is_some();
+            let eval_due = (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0)
+                || s + 1 == total
+                || plan.growth_at(s + 1).is_some();
+            let row_due = (s + 1) % log_every == 0
+                || eval_due
+                || spike.is_some()
+                || s + 1 == end
+                || (replicas.stops_alone() && local_stop);
             let lr = spec.optimizer.peak_lr() * lr_factor(&spec.schedule, s, total);
-            let batch = st.cursor.next_train(&corpus, spec.batch);
-            let batch = match peer {
-                Some(p) => p.share(batch),
-                None => batch,
-            };
+            let t0 = Instant::now();
+            let batch = replicas.share(st.cursor.next_train(self.corpus, spec.batch));
             let (x, y) = batch_tensors::<B>(&batch, &device);
             let out = st.model.train_loss(x, y, precision);
-            let last = s + 1 == total;
-            // A stop signal ends the run after this step, with a metrics row and a checkpoint
-            // for it. Data-parallel peers agree on the step through the loss all-reduce of the
-            // next logged step, so they all stop after the same one (see `stop.rs`).
-            let local_stop = super::stop::requested().is_some();
-            let growth_next = spec.growths.iter().any(|g| g.at_step == s + 1);
-            let need_eval =
-                (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0) || last || growth_next;
-            let log = (s + 1) % log_every == 0
-                || need_eval
-                || post_growth_val.is_some()
-                || s + 1 == end
-                || (peer.is_none() && local_stop);
-            window = Some(match window.take() {
+            window.0 = Some(match window.0.take() {
                 Some((sum, k)) => (sum + out.loss, k + 1),
                 None => (out.loss, 1),
             });
             let grads = GradientsParams::from_grads(out.surrogate.backward(), &st.model);
-            let grads = match peer {
-                Some(p) => p.mean_grads::<B>(grads, &st.model)?,
-                None => grads,
-            };
+            let grads = replicas.mean_grads(grads, &st.model)?;
             let (model, _) = st.opt.step_deferred(st.model, grads, lr, &groups);
             // Read only now, with the whole step queued, so the device is never left idle
             // waiting for the host between the forward and the backward pass.
-            let (train_loss, signalled) = match window.take() {
-                Some((sum, k)) if log => {
-                    let (sum, stop) = match peer {
-                        Some(p) => p.mean_and_any(sum, local_stop)?,
-                        None => (sum.into_scalar().elem::<f64>(), local_stop),
-                    };
+            let (train_loss, signalled) = match window.0.take() {
+                Some((sum, k)) if row_due => {
+                    let (sum, stop) = replicas.read_loss::<B>(sum, local_stop)?;
                     (Some(sum / k as f64), stop)
                 }
                 kept => {
-                    window = kept;
+                    window.0 = kept;
                     (None, false)
                 }
             };
             st.model = model;
-            let dt = t0.elapsed().as_secs_f64();
-            if fresh_build {
-                st.timing.warmup_s += dt;
-                fresh_build = false;
-            } else {
-                st.timing.train_s += dt;
-                timed_steps += 1;
-                since_log.0 += 1;
-                since_log.1 += dt;
-            }
+            clock.stepped(&mut st.timing, t0.elapsed().as_secs_f64());
 
+            // Observe it.
             if let Some(tl) = train_loss {
-                let val_loss = match post_growth_val {
+                let val_loss = match spike {
                     Some(v) => Some(v),
-                    None if need_eval && leader => {
+                    None if eval_due && leader => {
                         Some(evaluate(&st.model, &val, &device, precision))
                     }
                     None => None,
                 };
-                let wall = wall0 + started.elapsed().as_secs_f64();
-                let tok_per_s = if since_log.1 > 0.0 {
-                    (since_log.0 * tps) as f64 / since_log.1
-                } else {
-                    f64::NAN
-                };
-                since_log = (0, 0.0);
                 let row = MetricRow {
                     step: s,
                     tokens: (s + 1) * tps,
-                    flops: flops_until(spec, s + 1).exact,
+                    flops: plan.flops_until(s + 1).exact,
                     train_loss: tl,
                     val_loss,
                     lr,
                     depth: st.model.depth(),
                     segment,
-                    tok_per_s,
-                    wall_s: wall,
+                    tok_per_s: clock.row_throughput(tps),
+                    wall_s: clock.wall(),
                 };
-                if let Some(m) = &mut metrics {
-                    m.write(&row)?;
-                }
+                observer.row(&row)?;
                 st.timing.last_train_loss = Some(tl);
                 if val_loss.is_some() {
                     st.timing.last_val_loss = val_loss;
                 }
                 if !tl.is_finite() {
-                    bar.abandon();
-                    return Err(diverged(
-                        s,
-                        segment,
-                        st.model.depth(),
-                        tl,
-                        log_every,
-                        self.dir,
-                    ));
+                    observer.failed();
+                    return Err(diverged(s, segment, st.model.depth(), tl, log_every, dir));
                 }
-                bar.set_message(format!(
-                    "seg {segment} depth {} loss {tl:.4} lr {lr:.2e} {tok_per_s:.0} tok/s",
-                    st.model.depth()
-                ));
             }
-            bar.set_position(s + 1);
-            if let Some(p) = peer {
-                p.beat();
-            }
-            if let Some(t) = st.timing.segments.last_mut() {
-                t.end_step = s + 1;
-                t.wall_s += seg_clock.elapsed().as_secs_f64();
-                seg_clock = Instant::now();
-            }
+            observer.stepped(s + 1);
+            replicas.beat();
+            clock.step_done(&mut st.timing, s + 1);
 
-            // Checkpoints: before a growth (kept), periodically (every N steps, or when the
-            // clock bound has passed since the last one), at the end and at a stop.
-            let on_clock = clock_bound.is_some_and(|b| last_checkpoint.elapsed() >= b);
-            let periodic =
-                on_clock || (spec.checkpoint_every > 0 && (s + 1) % spec.checkpoint_every == 0);
-            let keep = growth_next || self.checkpoint_at.contains(&(s + 1));
-            if leader && (keep || periodic || last || s + 1 == end || signalled) {
-                last_checkpoint = Instant::now();
-                st.timing.wall_s = wall0 + started.elapsed().as_secs_f64();
-                let ck = Checkpoint::capture(
-                    spec,
-                    s + 1,
-                    segment,
-                    &st.model,
-                    st.opt.save(),
-                    st.cursor.clone(),
-                    st.timing.clone(),
-                );
-                ck.write(&latest_path(self.dir))?;
-                if keep {
-                    ck.write(&step_path(self.dir, s + 1))?;
-                }
-                if periodic {
-                    ck.write(&recent_path(self.dir, s + 1))?;
-                    prune_recent(self.dir, KEEP_RECENT);
-                }
+            // Maybe checkpoint.
+            let session_end = s + 1 == total || s + 1 == end || signalled;
+            if leader && let Some(due) = checkpoints.due(s + 1, session_end) {
+                st.timing.wall_s = clock.wall();
+                checkpoints.write(&st.checkpoint(spec, s + 1, segment), &due)?;
             }
             if signalled {
                 stopped_at = Some(s + 1);
@@ -628,60 +527,78 @@ impl Job<'_> {
             }
         }
         let end = stopped_at.unwrap_or(end);
-        bar.finish_and_clear();
-        if let Some(p) = peer {
-            // Identical averaged gradients must have kept the replicas identical.
-            p.agree::<B::InnerBackend>("at the end", run_id, model_digest(&st.model), &device)?;
-        }
-
-        st.timing.wall_s = wall0 + started.elapsed().as_secs_f64();
-        let flops = flops_until(spec, end);
-        let fixed = Flops::of(&spec.model, spec.model.depth, end * tps);
+        observer.finished();
+        // Identical averaged gradients must have kept the replicas identical.
+        replicas.agree("at the end", run_id, &st.model, &device)?;
+        st.timing.wall_s = clock.wall();
+        let (timed_steps, timed_s) = clock.session(&st.timing);
         let summary = Summary {
-            run: spec.name.clone(),
-            device: name.to_string(),
-            precision,
-            final_train_loss: st.timing.last_train_loss.unwrap_or(f64::NAN),
-            final_val_loss: st.timing.last_val_loss.unwrap_or(f64::NAN),
-            total_steps: end,
-            total_tokens: end * tps,
-            flops,
-            fixed_flops: fixed,
-            ratio: flops.ratio(fixed),
-            growth_steps: spec.growths.iter().map(|g| g.at_step).collect(),
-            wall_s: st.timing.wall_s,
-            warmup_s: st.timing.warmup_s,
-            train_s: st.timing.train_s,
-            segments: st.timing.segments.clone(),
-            peers: peer.map_or_else(Vec::new, |p| {
-                let tokens = (timed_steps * tps) as f64 / p.world as f64;
-                vec![PeerThroughput {
-                    rank: p.rank,
-                    device: name.to_string(),
-                    tok_per_s: tokens / (st.timing.train_s - train_s0),
-                }]
-            }),
+            peers: replicas.throughput(name, timed_steps, tps, timed_s),
+            ..summarize(plan, end, name, precision, &st.timing)
         };
-        if !leader {
-            return Ok(summary);
-        }
-        // A data-parallel summary is written by `launch`, with every peer's throughput.
-        if peer.is_none() {
-            summary.write(&self.dir.join("summary.json"))?;
-        }
-        let rows = read_metrics(&metrics_path)?;
-        let title = format!("{} ({} steps)", spec.name, total);
-        if let Err(e) = plot_losses(
-            &rows,
-            &summary.growth_steps,
-            &title,
-            &self.dir.join("loss.png"),
-            &self.dir.join("loss.svg"),
-        ) {
-            eprintln!("warning: no loss plot: {e}");
+        if leader {
+            finish(dir, plan, &summary, replicas.stops_alone(), &metrics_path)?;
         }
         Ok(summary)
     }
+}
+
+/// cubecl's wgpu runtime compiles to WGSL, which has f16 but no bf16.
+fn check_precision(precision: Precision, device: &str) -> Result<(), ExecError> {
+    if precision == Precision::Bf16 && device.starts_with("wgpu") {
+        return Err(ExecError::new(
+            ErrorKind::Device,
+            format!("bf16 is not supported on {device}: wgpu's shading language has no bf16"),
+        )
+        .with_help("use --precision f32 on wgpu (bf16 runs on CUDA)"));
+    }
+    Ok(())
+}
+
+/// The summary of the first `end` steps (without the replicas' throughput).
+fn summarize(plan: &RunPlan, end: u64, device: &str, precision: Precision, t: &Timing) -> Summary {
+    let spec = &plan.spec;
+    let flops = plan.flops_until(end);
+    let fixed = plan.fixed_flops_until(end);
+    Summary {
+        run: spec.name.clone(),
+        device: device.to_string(),
+        precision,
+        final_train_loss: t.last_train_loss.unwrap_or(f64::NAN),
+        final_val_loss: t.last_val_loss.unwrap_or(f64::NAN),
+        total_steps: end,
+        total_tokens: end * spec.batch.tokens_per_step(),
+        flops,
+        fixed_flops: fixed,
+        ratio: flops.ratio(fixed),
+        growth_steps: spec.growths.iter().map(|g| g.at_step).collect(),
+        wall_s: t.wall_s,
+        warmup_s: t.warmup_s,
+        train_s: t.train_s,
+        segments: t.segments.clone(),
+        peers: Vec::new(),
+    }
+}
+
+/// The leader's last writes: `summary.json` (a data-parallel one is written by `launch`, with
+/// every peer's throughput) and the loss plot.
+fn finish(
+    dir: &Path,
+    plan: &RunPlan,
+    summary: &Summary,
+    solo: bool,
+    metrics_path: &Path,
+) -> Result<(), ExecError> {
+    if solo {
+        summary.write(&dir.join("summary.json"))?;
+    }
+    let rows = read_metrics(metrics_path)?;
+    let title = format!("{} ({} steps)", plan.spec.name, plan.spec.total_steps);
+    let (png, svg) = (dir.join("loss.png"), dir.join("loss.svg"));
+    if let Err(e) = plot_losses(&rows, &summary.growth_steps, &title, &png, &svg) {
+        eprintln!("warning: no loss plot: {e}");
+    }
+    Ok(())
 }
 
 /// Grows `model` by `g` and applies `g`'s optimizer-state policy: `Keep` keeps the moments of
@@ -850,20 +767,9 @@ mod tests {
         }
     }
 
-    /// A RunPlan around `spec` (`plan::compile` is another module's job; the loop only needs
-    /// the spec).
+    /// The compiled plan of `spec`: the loop reads its segments, growths and FLOPs.
     fn plan(spec: RunSpec) -> RunPlan {
-        let flops = flops_until(&spec, spec.total_steps);
-        let fixed = Flops::of(&spec.model, spec.model.depth, spec.total_steps * 64);
-        RunPlan {
-            spec,
-            segments: vec![],
-            nodes: vec![],
-            flops,
-            fixed_flops: fixed,
-            ratio: flops.ratio(fixed),
-            replica: None,
-        }
+        crate::plan::compile_run(&spec).runs.remove(0)
     }
 
     fn opts(dir: &Path, stop_after: Option<u64>) -> RunOptions {

@@ -530,6 +530,36 @@ pub(crate) mod tests {
         assert_eq!(plan.experiment, None);
     }
 
+    /// The executor reads segments, growths and FLOPs from the plan; these agree with the
+    /// spec they were compiled from.
+    #[test]
+    fn a_run_plan_answers_where_a_step_is() {
+        let m = model(64, 4, 6, 32, 256);
+        let r = run(
+            "multi",
+            m,
+            0,
+            vec![grow(40, 0, 2), grow(80, 2, 6)],
+            100,
+            wsd(2, 10),
+        );
+        let rp = &compile_run(&r).runs[0];
+        for step in 0..100 {
+            let seg = &rp.segments[rp.segment_index(step)];
+            assert_eq!(seg.depth, rp.spec.depth_at(step), "step {step}");
+            assert!(seg.start_step <= step && step < seg.end_step);
+        }
+        assert_eq!(rp.segment_index(100), 2, "past the end: the last segment");
+        assert_eq!(rp.growth_at(40).map(|g| g.to_depth), Some(2));
+        assert_eq!(rp.growth_at(41), None);
+        assert_eq!(rp.flops_until(0), Flops::default());
+        assert_eq!(rp.flops_until(100), rp.flops);
+        let head = Flops::of(&rp.spec.model, 0, 40 * 128);
+        let part = Flops::of(&rp.spec.model, 2, 10 * 128);
+        assert_eq!(rp.flops_until(50), head.add(part));
+        assert_eq!(rp.fixed_flops_until(100), rp.fixed_flops);
+    }
+
     #[test]
     fn fixed_depth_run_costs_exactly_the_fixed_run() {
         let r = run("fixed", tiny(), 2, vec![], 100, wsd(2, 10));

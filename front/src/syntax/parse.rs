@@ -13,7 +13,7 @@ use super::ast::*;
 use crate::diagnostic::{Code, Diagnostic, FileId, Span};
 
 #[derive(pest_derive::Parser)]
-#[grammar = "../grammar/prog.pest"]
+#[grammar = "../../grammar/prog.pest"]
 struct ProgParser;
 
 /// Keywords that start a top-level item.

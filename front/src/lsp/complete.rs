@@ -6,33 +6,42 @@
 
 use lsp_types::{CompletionItem, CompletionItemKind};
 
-use crate::check::{EXPERIMENT_FIELDS, MODEL_FIELDS, OPTIMIZER_FUNCS, RECIPE_KEYS, SCHEDULE_FUNCS};
+use crate::check::{
+    EXPERIMENT_FIELDS, INIT_OPTIONS, MODEL_FIELDS, OPTIMIZER_FUNCS, RECIPE_KEYS, SCHEDULE_FUNCS,
+    SPLIT_OPTIONS,
+};
+use crate::plan::spec::{
+    CopyLayout, DataFormat, DecayShape, OptStatePolicy, Placement, ResidualScaling, Tokenizer,
+};
 use crate::syntax::Program;
 use crate::syntax::ast::Item;
 
 use super::position::is_ident;
 
-/// Values each option field accepts.
-fn option_values(key: &str) -> &'static [&'static str] {
+/// Values each option field accepts, from the lists the checker checks against.
+fn option_values(key: &str) -> Vec<String> {
+    let names = |ns: &[&str]| ns.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     match key {
-        "init" => &[
-            "random",
-            "random(std: 0.02)",
-            "copy(stack)",
-            "copy(interleave)",
-            "copy(last)",
-            "zero",
-            "zero_out",
-        ],
-        "placement" => &["top", "bottom"],
-        "optimizer_state" => &["keep", "reset", "copy"],
-        "residual" => &["none", "inv_sqrt_depth", "inv_depth"],
-        "shape" => &["linear", "cosine", "sqrt"],
-        "tokenizer" => &["gpt2", "bytes"],
-        "split" => &["tail", "spread", "spread(blocks: 100)"],
-        "clip" => &["none"],
-        "nesterov" => &["true", "false"],
-        _ => &[],
+        "init" => {
+            let mut v = names(INIT_OPTIONS);
+            v.push("random(std: 0.02)".into());
+            v.extend(CopyLayout::NAMES.iter().map(|l| format!("copy({l})")));
+            v
+        }
+        "placement" => names(Placement::NAMES),
+        "optimizer_state" => names(OptStatePolicy::NAMES),
+        "residual" => names(ResidualScaling::NAMES),
+        "shape" => names(DecayShape::NAMES),
+        "tokenizer" => names(Tokenizer::NAMES),
+        "format" => names(&DataFormat::SHARD_NAMES),
+        "split" => {
+            let mut v = names(SPLIT_OPTIONS);
+            v.push("spread(blocks: 100)".into());
+            v
+        }
+        "clip" => names(&["none"]),
+        "nesterov" => names(&["true", "false"]),
+        _ => Vec::new(),
     }
 }
 
@@ -76,7 +85,7 @@ pub(super) fn completions(p: &Program, text: &str, offset: usize) -> Vec<Complet
     let head = before[..partial_start].trim_end();
     let value = CompletionItemKind::ENUM_MEMBER;
     if head.ends_with("copy(") {
-        return ["stack", "interleave", "last"]
+        return CopyLayout::NAMES
             .iter()
             .map(|v| item(v, value, "copy layout"))
             .collect();

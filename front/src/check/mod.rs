@@ -22,7 +22,7 @@ pub mod suggest;
 mod value;
 
 // The language's vocabulary, for editors (completion in `lsp`).
-pub use component::{OPTIMIZER_FUNCS, SCHEDULE_FUNCS};
+pub use component::{INIT_OPTIONS, OPTIMIZER_FUNCS, SCHEDULE_FUNCS, SPLIT_OPTIONS};
 pub use experiment::EXPERIMENT_FIELDS;
 pub use model::MODEL_FIELDS;
 pub use recipe::RECIPE_KEYS;

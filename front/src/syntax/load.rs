@@ -22,9 +22,12 @@ use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap};
 pub struct StdLib;
 
 const STD_FILES: &[(&str, &str)] = &[
-    ("gpt2.prog", include_str!("../../std/gpt2.prog")),
-    ("schedules.prog", include_str!("../../std/schedules.prog")),
-    ("paper.prog", include_str!("../../std/paper.prog")),
+    ("gpt2.prog", include_str!("../../../std/gpt2.prog")),
+    (
+        "schedules.prog",
+        include_str!("../../../std/schedules.prog"),
+    ),
+    ("paper.prog", include_str!("../../../std/paper.prog")),
 ];
 
 impl StdLib {

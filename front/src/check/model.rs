@@ -267,12 +267,7 @@ impl<'p> Checker<'p> {
             None => Some(0.02),
         };
         let residual = match get("residual") {
-            Some(v) => value::option(v, "residual", &["none", "inv_sqrt_depth", "inv_depth"], d)
-                .map(|r| match r {
-                    "inv_sqrt_depth" => ResidualScaling::InvSqrtDepth,
-                    "inv_depth" => ResidualScaling::InvDepth,
-                    _ => ResidualScaling::None,
-                }),
+            Some(v) => value::named(v, "residual", d),
             None => Some(ResidualScaling::None),
         };
         if let (Some(w), Some(h)) = (width, heads)

@@ -1,15 +1,17 @@
 //! Diagnostics end to end: every code in the catalogue has a fixture (`tests/fixtures/<CODE>.prog`,
 //! or `<CODE>.args` for the CLI-only P0111) that produces it, an explanation in
-//! `docs/codes/<CODE>.md`, and a snapshot of its rendering under `tests/snapshots/`.
+//! `docs/codes/<CODE>.md`, and a snapshot of its rendering under `front/tests/snapshots/`.
 //!
 //! Fixtures are loaded by a path relative to the crate root (cargo runs integration tests
 //! there), so the file names inside the rendered snapshots are the same on every machine.
 
+mod root;
+
 use std::path::Path;
 
-use progc::diagnostic::{CODES, Diagnostic, SourceMap, has_errors, render::render};
-use progc::plan::spec::ProgramSpec;
-use progc::syntax::{Program, load_program, load_source};
+use progc_front::diagnostic::{CODES, Diagnostic, SourceMap, has_errors, render::render};
+use progc_front::plan::spec::ProgramSpec;
+use progc_front::syntax::{Program, load_program, load_source};
 
 /// Codes that only the command line produces; their fixture is `<CODE>.args`.
 const CLI_CODES: &[&str] = &["P0111"];
@@ -18,14 +20,14 @@ const CLI_CODES: &[&str] = &["P0111"];
 fn check_file(path: &str) -> (Program, ProgramSpec, Vec<Diagnostic>) {
     let (program, mut diags) =
         load_program(Path::new(path), &[]).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    let (spec, more) = progc::check::check(&program);
+    let (spec, more) = progc_front::check::check(&program);
     diags.extend(more);
     (program, spec, diags)
 }
 
 fn check_text(text: &str) -> (Program, ProgramSpec, Vec<Diagnostic>) {
     let (program, mut diags) = load_source("test.prog", text, &[]);
-    let (spec, more) = progc::check::check(&program);
+    let (spec, more) = progc_front::check::check(&program);
     diags.extend(more);
     (program, spec, diags)
 }
@@ -64,6 +66,7 @@ macro_rules! fixtures {
             #[test]
             #[allow(non_snake_case)]
             fn $code() {
+                root::enter();
                 snapshot_fixture(stringify!($code));
             }
         )*
@@ -78,6 +81,7 @@ fixtures!(
 
 #[test]
 fn every_code_has_a_fixture_a_test_and_a_doc() {
+    root::enter();
     for info in CODES {
         let code = info.name;
         if CLI_CODES.contains(&code) {
@@ -130,6 +134,7 @@ fn every_code_has_a_fixture_a_test_and_a_doc() {
 
 #[test]
 fn ok_fixture_has_no_diagnostics_and_resolves_every_run() {
+    root::enter();
     let (program, spec, diags) = check_file("tests/fixtures/ok.prog");
     assert!(
         diags.is_empty(),
@@ -187,6 +192,7 @@ fn assert_five_errors(body: &str) {
 /// errors in the other): all reported in one pass.
 #[test]
 fn analysis_goes_on_after_an_error() {
+    root::enter();
     assert_five_errors(
         r#"
 recipe broken_model {
@@ -217,6 +223,7 @@ recipe broken_growth {
 /// field is reported and the rest of the recipe still checked.
 #[test]
 fn analysis_goes_on_after_an_error_within_a_recipe() {
+    root::enter();
     assert_five_errors(
         r#"
 recipe broken {
@@ -238,6 +245,7 @@ recipe broken {
 /// some experiments reproduce findings the checker warns about).
 #[test]
 fn std_and_examples_have_no_errors() {
+    root::enter();
     let mut files: Vec<String> = Vec::new();
     for dir in ["std", "examples"] {
         let Ok(entries) = std::fs::read_dir(dir) else {

@@ -10,13 +10,15 @@
 //! The PRNG is a fixed-seed SplitMix64, so every run tests the same inputs; a failure prints
 //! the case number and the source that caused it.
 
-use progc::diagnostic::{Diagnostic, FileId, Span, has_errors, render::render};
-use progc::plan::compile_run;
-use progc::plan::render::render_json;
-use progc::plan::spec::{InitSpec, ProgramSpec};
-use progc::syntax::ast::Item;
-use progc::syntax::fmt::{FmtError, format_source};
-use progc::syntax::{Program, load_source};
+mod root;
+
+use progc_front::diagnostic::{Diagnostic, FileId, Span, has_errors, render::render};
+use progc_front::plan::compile_run;
+use progc_front::plan::render::render_json;
+use progc_front::plan::spec::{InitSpec, ProgramSpec};
+use progc_front::syntax::ast::Item;
+use progc_front::syntax::fmt::{FmtError, format_source};
+use progc_front::syntax::{Program, load_source};
 
 /// SplitMix64: tiny, fast, and good enough to pick mutations.
 struct Rng(u64);
@@ -297,7 +299,7 @@ fn run_invariants(spec: &ProgramSpec) -> Result<(), String> {
 fn check_properties(case: &str, text: &str) -> bool {
     let outcome = std::panic::catch_unwind(|| {
         let (program, mut diags) = load_source("fuzz.prog", text, &[]);
-        let (spec, more) = progc::check::check(&program);
+        let (spec, more) = progc_front::check::check(&program);
         diags.extend(more);
         for d in &diags {
             // Rendering is what users see; it must not panic either.
@@ -343,7 +345,7 @@ fn check_properties(case: &str, text: &str) -> bool {
 fn fmt_properties(case: &str, text: &str) -> bool {
     let meaning = |t: &str| {
         let (program, mut diags) = load_source("fuzz.prog", t, &[]);
-        let (spec, more) = progc::check::check(&program);
+        let (spec, more) = progc_front::check::check(&program);
         diags.extend(more);
         let plans: Vec<String> = spec
             .runs
@@ -373,6 +375,7 @@ fn fmt_properties(case: &str, text: &str) -> bool {
 
 #[test]
 fn random_inputs_never_panic() {
+    root::enter();
     let mut rng = Rng(0x5EED_0001);
     let (mut resolved, mut formatted) = (0, 0);
     for i in 0..2000 {
@@ -396,6 +399,7 @@ fn random_inputs_never_panic() {
 
 #[test]
 fn mutated_recipes_keep_the_properties() {
+    root::enter();
     let mut bases: Vec<(String, String)> = ["std/paper.prog", "std/gpt2.prog"]
         .iter()
         .map(|p| (p.to_string(), std::fs::read_to_string(p).unwrap()))

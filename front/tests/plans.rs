@@ -1,14 +1,16 @@
 //! Snapshots of the compiled plan (text and JSON) of every recipe and experiment in the std
 //! library and the examples, plus the paper's compute figures.
 
+mod root;
+
 use std::path::Path;
 
-use progc::check::check;
-use progc::diagnostic::has_errors;
-use progc::plan::render::{render_json, render_text};
-use progc::plan::spec::ProgramSpec;
-use progc::plan::{compile_experiment, compile_run};
-use progc::syntax::load_program;
+use progc_front::check::check;
+use progc_front::diagnostic::has_errors;
+use progc_front::plan::render::{render_json, render_text};
+use progc_front::plan::spec::ProgramSpec;
+use progc_front::plan::{compile_experiment, compile_run};
+use progc_front::syntax::load_program;
 
 fn load(path: &str) -> ProgramSpec {
     let (program, mut diags) = load_program(Path::new(path), &[]).expect("readable");
@@ -39,21 +41,25 @@ fn snapshot_all(path: &str, prefix: &str) {
 
 #[test]
 fn example_tiny() {
+    root::enter();
     snapshot_all("examples/tiny.prog", "examples_tiny");
 }
 
 #[test]
 fn example_gpt2_small() {
+    root::enter();
     snapshot_all("examples/gpt2_small.prog", "examples_gpt2_small");
 }
 
 #[test]
 fn std_paper() {
+    root::enter();
     snapshot_all("std/paper.prog", "std_paper");
 }
 
 #[test]
 fn gpt2_small_at_point_eight_matches_the_papers_compute() {
+    root::enter();
     // GPT-2 124M grown 0 -> 12 at 0.8T: ~0.45 of the fixed run's FLOPs with embeddings
     // counted, ~0.20 without.
     let spec = load("std/paper.prog");
@@ -80,6 +86,7 @@ fn gpt2_small_at_point_eight_matches_the_papers_compute() {
 
 #[test]
 fn a_tau_sweep_trains_the_zero_layer_prefix_once() {
+    root::enter();
     let spec = load("std/paper.prog");
     let exp = spec
         .experiments

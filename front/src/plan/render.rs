@@ -8,10 +8,7 @@ use std::fmt::Write as _;
 
 use super::flops::Flops;
 use super::ir::{Plan, RunPlan, Transition};
-use super::spec::{
-    CopyLayout, DecayShape, GrowthSpec, InitSpec, OptStatePolicy, OptimizerSpec, Placement,
-    RunSpec, ScheduleSpec,
-};
+use super::spec::{GrowthSpec, InitSpec, OptimizerSpec, RunSpec, ScheduleSpec};
 
 /// The three FLOPs conventions of `flops.rs`, with the labels used everywhere.
 type Convention = (&'static str, fn(&Flops) -> f64);
@@ -77,8 +74,8 @@ pub fn render_dot(plan: &Plan) -> String {
                 g.from_depth,
                 g.to_depth,
                 init_name(&g.init),
-                placement_name(g.placement),
-                opt_state_name(g.optimizer_state)
+                g.placement,
+                g.optimizer_state
             ),
         };
         let _ = writeln!(
@@ -507,11 +504,6 @@ fn schedule_text(s: &ScheduleSpec) -> String {
             shape,
             floor,
         } => {
-            let shape = match shape {
-                DecayShape::Linear => "linear",
-                DecayShape::Cosine => "cosine",
-                DecayShape::Sqrt => "sqrt",
-            };
             format!(
                 "wsd: warmup {warmup_steps} steps, decay last {decay_steps} steps ({shape}) to floor {floor}"
             )
@@ -536,39 +528,17 @@ pub fn growth_text(g: &GrowthSpec) -> String {
         g.to_depth,
         g.at_step,
         init_name(&g.init),
-        placement_name(g.placement),
-        opt_state_name(g.optimizer_state)
+        g.placement,
+        g.optimizer_state
     )
 }
 
 fn init_name(i: &InitSpec) -> String {
     match *i {
         InitSpec::Random { std } => format!("random(std {std})"),
-        InitSpec::Copy { layout } => {
-            let l = match layout {
-                CopyLayout::Stack => "stack",
-                CopyLayout::Interleave => "interleave",
-                CopyLayout::Last => "last",
-            };
-            format!("copy({l})")
-        }
+        InitSpec::Copy { layout } => format!("copy({layout})"),
         InitSpec::Zero => "zero".into(),
         InitSpec::ZeroOut { std } => format!("zero_out(std {std})"),
-    }
-}
-
-fn placement_name(p: Placement) -> &'static str {
-    match p {
-        Placement::Top => "top",
-        Placement::Bottom => "bottom",
-    }
-}
-
-fn opt_state_name(p: OptStatePolicy) -> &'static str {
-    match p {
-        OptStatePolicy::Keep => "keep",
-        OptStatePolicy::Reset => "reset",
-        OptStatePolicy::Copy => "copy",
     }
 }
 

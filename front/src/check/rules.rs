@@ -51,23 +51,11 @@ impl<'p> Checker<'p> {
         };
         let d = &mut self.d;
         let placement = match opts.get("placement") {
-            Some(v) => value::option(v, "placement", &["top", "bottom"], d).map(|p| {
-                if p == "bottom" {
-                    Placement::Bottom
-                } else {
-                    Placement::Top
-                }
-            }),
+            Some(v) => value::named(v, "placement", d),
             None => Some(Placement::Top),
         };
         let state = match opts.get("optimizer_state") {
-            Some(v) => value::option(v, "optimizer_state", &["keep", "reset", "copy"], d).map(
-                |s| match s {
-                    "reset" => OptStatePolicy::Reset,
-                    "copy" => OptStatePolicy::Copy,
-                    _ => OptStatePolicy::Keep,
-                },
-            ),
+            Some(v) => value::named(v, "optimizer_state", d),
             None => Some(OptStatePolicy::Keep),
         };
         Some(GrowthDraft {

@@ -2,7 +2,7 @@
 //! and the long explanation embedded from `docs/codes/<CODE>.md` (shown by `progc explain`).
 //!
 //! Invariant: codes are stable; a retired code is never reused. Each code has a fixture
-//! `tests/fixtures/<CODE>.prog` and a snapshot of its rendering (see `tests/diagnostics.rs`).
+//! `tests/fixtures/<CODE>.prog` and a snapshot of its rendering (see `front/tests/diagnostics.rs`).
 
 use super::Severity;
 use serde::{Serialize, Serializer};
@@ -20,7 +20,7 @@ macro_rules! codes {
                 name: stringify!($code),
                 severity: Severity::$sev,
                 title: $title,
-                explain: include_str!(concat!("../../docs/codes/", stringify!($code), ".md")),
+                explain: include_str!(concat!("../../../docs/codes/", stringify!($code), ".md")),
             }, )*
         ];
     };

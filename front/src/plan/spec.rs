@@ -11,16 +11,66 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How the residual branch of each block is scaled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResidualScaling {
-    /// Plain residual: `x + f(x)`.
-    None,
-    /// `x + f(x) / sqrt(L)` with `L` the current depth.
-    InvSqrtDepth,
-    /// `x + f(x) / L` with `L` the current depth.
-    InvDepth,
+/// An option of the language with a fixed set of values (`placement: top`), each named once.
+/// The checker accepts exactly `NAMES`, the language server completes them, the renderer and
+/// serde print them: one list, so they cannot drift apart. (`named_enum!` also gives each type
+/// inherent `NAMES`, `name` and `from_name`, usable without importing this trait.)
+pub trait Named: Copy + Sized + 'static {
+    /// Their names in `.prog` files and in JSON, in declaration order.
+    const NAMES: &'static [&'static str];
+    fn name(self) -> &'static str;
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+/// Declares a fieldless option enum with its names (`Variant = "name"`), deriving serde with
+/// the same names, `Named` and `Display`.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $ty:ident { $( $(#[$vmeta:meta])* $variant:ident = $name:literal ),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $ty { $( $(#[$vmeta])* #[serde(rename = $name)] $variant ),+ }
+
+        impl $ty {
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+            pub const fn name(self) -> &'static str {
+                match self { $($ty::$variant => $name),+ }
+            }
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $($name => Some($ty::$variant),)+ _ => None }
+            }
+        }
+
+        impl Named for $ty {
+            const NAMES: &'static [&'static str] = $ty::NAMES;
+            fn name(self) -> &'static str {
+                $ty::name(self)
+            }
+            fn from_name(name: &str) -> Option<Self> {
+                $ty::from_name(name)
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// How the residual branch of each block is scaled.
+    pub enum ResidualScaling {
+        /// Plain residual: `x + f(x)`.
+        None = "none",
+        /// `x + f(x) / sqrt(L)` with `L` the current depth.
+        InvSqrtDepth = "inv_sqrt_depth",
+        /// `x + f(x) / L` with `L` the current depth.
+        InvDepth = "inv_depth",
+    }
 }
 
 /// A GPT-2 shaped model at its full (target) depth.
@@ -45,13 +95,13 @@ pub struct ModelSpec {
     pub residual: ResidualScaling,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tokenizer {
-    /// GPT-2 BPE (`r50k_base`), 50257 tokens.
-    Gpt2,
-    /// One token per byte, 256 tokens.
-    Bytes,
+named_enum! {
+    pub enum Tokenizer {
+        /// GPT-2 BPE (`r50k_base`), 50257 tokens.
+        Gpt2 = "gpt2",
+        /// One token per byte, 256 tokens.
+        Bytes = "bytes",
+    }
 }
 
 impl Tokenizer {
@@ -61,38 +111,30 @@ impl Tokenizer {
             Tokenizer::Bytes => 256,
         }
     }
-    pub fn name(self) -> &'static str {
-        match self {
-            Tokenizer::Gpt2 => "gpt2",
-            Tokenizer::Bytes => "bytes",
-        }
-    }
 }
 
-/// How a data source's files hold their tokens.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DataFormat {
-    /// A text file that progc tokenizes itself (`text(...)`).
-    #[default]
-    Text,
-    /// Headerless little-endian `u16` token ids (nanoGPT's `prepare.py`).
-    Nanogpt,
-    /// llm.c shards: a 256 x `i32` header (magic, version, token count), then `u16` tokens
-    /// (magic 20240520, version 1) or `u32` tokens (magic 20240801, version 7).
-    Llmc,
+named_enum! {
+    /// How a data source's files hold their tokens.
+    #[derive(Default)]
+    pub enum DataFormat {
+        /// A text file that progc tokenizes itself (`text(...)`).
+        #[default]
+        Text = "text",
+        /// Headerless little-endian `u16` token ids (nanoGPT's `prepare.py`).
+        Nanogpt = "nanogpt",
+        /// llm.c shards: a 256 x `i32` header (magic, version, token count), then `u16` tokens
+        /// (magic 20240520, version 1) or `u32` tokens (magic 20240801, version 7).
+        Llmc = "llmc",
+    }
 }
 
 impl DataFormat {
+    /// The formats of token shards, `tokens(..., format: F)`.
+    pub const SHARD_NAMES: [&'static str; 2] =
+        [DataFormat::Nanogpt.name(), DataFormat::Llmc.name()];
+
     pub fn is_text(&self) -> bool {
         *self == DataFormat::Text
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            DataFormat::Text => "text",
-            DataFormat::Nanogpt => "nanogpt",
-            DataFormat::Llmc => "llmc",
-        }
     }
 }
 
@@ -216,12 +258,12 @@ impl OptimizerSpec {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DecayShape {
-    Linear,
-    Cosine,
-    Sqrt,
+named_enum! {
+    pub enum DecayShape {
+        Linear = "linear",
+        Cosine = "cosine",
+        Sqrt = "sqrt",
+    }
 }
 
 /// Learning-rate rule as a function of the global step; all lengths already in steps.
@@ -243,15 +285,15 @@ pub enum ScheduleSpec {
     Constant { warmup_steps: u64 },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CopyLayout {
-    /// Repeat the whole trained stack: [a, b, a, b, ...].
-    Stack,
-    /// Repeat each trained block in place: [a, a, ..., b, b, ...].
-    Interleave,
-    /// Every new block copies the last trained block.
-    Last,
+named_enum! {
+    pub enum CopyLayout {
+        /// Repeat the whole trained stack: [a, b, a, b, ...].
+        Stack = "stack",
+        /// Repeat each trained block in place: [a, a, ..., b, b, ...].
+        Interleave = "interleave",
+        /// Every new block copies the last trained block.
+        Last = "last",
+    }
 }
 
 /// How the blocks added by a growth are initialized.
@@ -268,26 +310,26 @@ pub enum InitSpec {
     ZeroOut { std: f64 },
 }
 
-/// Where new blocks go when they are not copies (copies follow their layout).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Placement {
-    /// After the trained blocks (next to the output).
-    Top,
-    /// Before the trained blocks (next to the embeddings).
-    Bottom,
+named_enum! {
+    /// Where new blocks go when they are not copies (copies follow their layout).
+    pub enum Placement {
+        /// After the trained blocks (next to the output).
+        Top = "top",
+        /// Before the trained blocks (next to the embeddings).
+        Bottom = "bottom",
+    }
 }
 
-/// What happens to the optimizer state at a growth.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OptStatePolicy {
-    /// Old parameters keep their moments and step counters; new ones start fresh.
-    Keep,
-    /// Every parameter's state starts fresh.
-    Reset,
-    /// New blocks take the moments of the block they were copied from (old ones keep theirs).
-    Copy,
+named_enum! {
+    /// What happens to the optimizer state at a growth.
+    pub enum OptStatePolicy {
+        /// Old parameters keep their moments and step counters; new ones start fresh.
+        Keep = "keep",
+        /// Every parameter's state starts fresh.
+        Reset = "reset",
+        /// New blocks take the moments of the block they were copied from (old ones keep theirs).
+        Copy = "copy",
+    }
 }
 
 /// One depth expansion at a given global step.
@@ -388,4 +430,31 @@ pub struct ExperimentSpec {
 pub struct ProgramSpec {
     pub runs: Vec<RunSpec>,
     pub experiments: Vec<ExperimentSpec>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each name round-trips through `from_name`, and serde writes the same name (so recipe
+    /// hashes and JSON plans keep the language's spelling).
+    fn names_agree<T: Named + Serialize + std::fmt::Debug + PartialEq>() {
+        for &n in T::NAMES {
+            let v = T::from_name(n).unwrap_or_else(|| panic!("{n} does not parse"));
+            assert_eq!(v.name(), n);
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{n}\""));
+        }
+        assert_eq!(T::from_name("no_such_value"), None);
+    }
+
+    #[test]
+    fn every_option_has_one_spelling() {
+        names_agree::<ResidualScaling>();
+        names_agree::<Tokenizer>();
+        names_agree::<DataFormat>();
+        names_agree::<DecayShape>();
+        names_agree::<CopyLayout>();
+        names_agree::<Placement>();
+        names_agree::<OptStatePolicy>();
+    }
 }

@@ -97,6 +97,36 @@ impl RunPlan {
     pub fn recipe(&self) -> &str {
         self.replica.as_ref().map_or(&self.spec.name, |r| &r.recipe)
     }
+
+    /// The index in `segments` of the segment that trains `step`.
+    pub fn segment_index(&self, step: u64) -> usize {
+        let last = self.segments.len().saturating_sub(1);
+        self.segments
+            .iter()
+            .position(|g| step < g.end_step)
+            .unwrap_or(last)
+    }
+
+    /// The growth that happens as `step` starts, if any.
+    pub fn growth_at(&self, step: u64) -> Option<&GrowthSpec> {
+        self.spec.growths.iter().find(|g| g.at_step == step)
+    }
+
+    /// Training FLOPs of the first `steps` steps, in every convention (`flops` at the end).
+    pub fn flops_until(&self, steps: u64) -> Flops {
+        let tps = self.spec.batch.tokens_per_step();
+        let depth_steps = self.segments.iter().filter(|g| g.start_step < steps);
+        depth_steps.fold(Flops::default(), |total, g| {
+            let tokens = (g.end_step.min(steps) - g.start_step) * tps;
+            total.add(Flops::of(&self.spec.model, g.depth, tokens))
+        })
+    }
+
+    /// FLOPs of the first `steps` steps of the same run at full depth throughout.
+    pub fn fixed_flops_until(&self, steps: u64) -> Flops {
+        let tokens = steps * self.spec.batch.tokens_per_step();
+        Flops::of(&self.spec.model, self.spec.model.depth, tokens)
+    }
 }
 
 /// What training shared prefixes once saves, over an experiment.

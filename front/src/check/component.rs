@@ -219,13 +219,8 @@ impl<'p> Checker<'p> {
             }
         };
         let format = match b.get("format") {
-            Some(v) => value::option(v, "format", &["nanogpt", "llmc"], d).map(|t| {
-                if t == "llmc" {
-                    DataFormat::Llmc
-                } else {
-                    DataFormat::Nanogpt
-                }
-            }),
+            Some(v) => value::option(v, "format", &DataFormat::SHARD_NAMES, d)
+                .and_then(DataFormat::from_name),
             None => Some(DataFormat::Nanogpt),
         };
         let tokenizer = match b.get("tokenizer") {
@@ -376,18 +371,10 @@ impl<'p> Checker<'p> {
             "copy" => {
                 let b = bind_args(f, args, &["layout"], d);
                 let layout = match b.get("layout") {
-                    Some(v) => {
-                        value::option(v, "copy layout", &["stack", "interleave", "last"], d)?
-                    }
-                    None => "stack",
+                    Some(v) => value::named(v, "copy layout", d)?,
+                    None => CopyLayout::Stack,
                 };
-                Some(InitSpec::Copy {
-                    layout: match layout {
-                        "interleave" => CopyLayout::Interleave,
-                        "last" => CopyLayout::Last,
-                        _ => CopyLayout::Stack,
-                    },
-                })
+                Some(InitSpec::Copy { layout })
             }
             _ => {
                 value::option(v, "init", INIT_OPTIONS, d);
@@ -524,13 +511,7 @@ fn schedule(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option
             let warmup = time(&b, "warmup", frac(0.02), d);
             let decay = time(&b, "decay", frac(0.10), d);
             let shape = match b.get("shape") {
-                Some(v) => {
-                    value::option(v, "shape", &["linear", "cosine", "sqrt"], d).map(|s| match s {
-                        "cosine" => DecayShape::Cosine,
-                        "sqrt" => DecayShape::Sqrt,
-                        _ => DecayShape::Linear,
-                    })
-                }
+                Some(v) => value::named(v, "shape", d),
                 None => Some(DecayShape::Linear),
             };
             let floor = floor(&b, d);
@@ -615,13 +596,7 @@ impl SchedDraft {
 }
 
 fn tokenizer(v: &Value, d: &mut Sink) -> Option<Tokenizer> {
-    value::option(v, "tokenizer", &["gpt2", "bytes"], d).map(|t| {
-        if t == "bytes" {
-            Tokenizer::Bytes
-        } else {
-            Tokenizer::Gpt2
-        }
-    })
+    value::named(v, "tokenizer", d)
 }
 
 /// A held-out fraction strictly between 0 and 1.
@@ -648,6 +623,8 @@ fn val_fraction(v: &Value, d: &mut Sink) -> Option<f64> {
 const DEFAULT_SPREAD_BLOCKS: u64 = 100;
 /// More blocks than this leaves each one too short to hold a validation window.
 const MAX_SPREAD_BLOCKS: u64 = 100_000;
+/// The named values of `split:` (besides `spread(blocks: N)`).
+pub const SPLIT_OPTIONS: &[&str] = &["tail", "spread"];
 
 /// `split: tail` (1 block), `spread` (100 blocks) or `spread(blocks: N)` with `2 <= N`.
 fn val_split(v: &Value, d: &mut Sink) -> Option<u64> {
@@ -656,7 +633,7 @@ fn val_split(v: &Value, d: &mut Sink) -> Option<u64> {
     let (f, args) = match &v.kind {
         ValueKind::Call(f, args) if f.name == "spread" => (f, args),
         _ => {
-            return match value::option(v, "split", &["tail", "spread"], d)? {
+            return match value::option(v, "split", SPLIT_OPTIONS, d)? {
                 "tail" => Some(1),
                 _ => Some(DEFAULT_SPREAD_BLOCKS),
             };

@@ -7,6 +7,7 @@
 //! out-of-range values are P0203. Times stay unresolved (`Time`) until the run length is known.
 
 use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::plan::spec::Named;
 use crate::syntax::ast::{Ident, Number, Value, ValueKind};
 
 use super::suggest::{did_you_mean, one_of};
@@ -366,6 +367,11 @@ pub fn option<'a>(v: &Value, what: &str, options: &[&'a str], d: &mut Sink) -> O
             None
         }
     }
+}
+
+/// An option value of a `Named` enum (`placement: top`), checked against its names.
+pub fn named<T: Named>(v: &Value, what: &str, d: &mut Sink) -> Option<T> {
+    option(v, what, T::NAMES, d).and_then(T::from_name)
 }
 
 pub fn boolean(v: &Value, what: &str, d: &mut Sink) -> Option<bool> {

@@ -1,0 +1,18 @@
+//! The front end of progc: a `.prog` file in, checked specs and stage plans out.
+//!
+//! The pipeline, one module per stage:
+//! `syntax` (the pest grammar in `grammar/prog.pest`, an AST with spans, the formatter) ->
+//! `check` (names, types, units, method rules; produces `plan::spec`) -> `plan` (petgraph IR,
+//! FLOPs, serde), with `diagnostic` beside them and `lsp`, the language server, on top.
+//!
+//! Invariants:
+//! - pure: no IO beyond reading sources (and the language server's stdio); no burn, cubecl,
+//!   wgpu or tokio in this crate's dependency tree, so the boundary is the compiler's to keep;
+//! - every user mistake is a `Diagnostic` with a code from `diagnostic::CODES`; nothing here
+//!   panics on any input (fuzzed: `fuzz/`).
+
+pub mod check;
+pub mod diagnostic;
+pub mod lsp;
+pub mod plan;
+pub mod syntax;
