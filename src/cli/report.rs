@@ -1,54 +1,28 @@
-//! Printing diagnostics and errors for people (stderr) and tools (JSON on stdout).
+//! `progc report`: rebuild an experiment's report from its run directories.
 
-use std::io::IsTerminal;
+use std::path::PathBuf;
 
-use super::args::ColorChoice;
-use crate::diagnostic::{Diagnostic, Severity, SourceMap, render};
-use crate::exec::ExecError;
+use clap::Args;
 
-/// Whether stderr output gets ANSI colors.
-pub fn use_color(choice: ColorChoice) -> bool {
-    match choice {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
-        }
-    }
+use super::{Ctx, Outcome};
+use crate::exec::experiment::read_plan;
+use crate::exec::report::{to_markdown, write_report};
+
+/// Rebuild an experiment's report (markdown, JSON, plots) from its finished run directories.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The experiment's output directory (holds experiment.json).
+    dir: PathBuf,
 }
 
-/// Renders every diagnostic to stderr, then a count line when there is anything to count.
-pub fn print_diagnostics(diags: &[Diagnostic], map: &SourceMap, color: bool) {
-    for d in diags {
-        eprint!("{}", render::render(d, map, color));
-    }
-    let (errors, warnings) = count(diags);
-    if errors + warnings > 0 {
-        eprintln!("{}", count_line(errors, warnings));
-    }
-}
-
-pub fn count(diags: &[Diagnostic]) -> (usize, usize) {
-    let errors = diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    (errors, diags.len() - errors)
-}
-
-pub fn count_line(errors: usize, warnings: usize) -> String {
-    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    match (errors, warnings) {
-        (0, w) => format!("progc: {}", plural(w, "warning")),
-        (e, 0) => format!("progc: {}", plural(e, "error")),
-        (e, w) => format!("progc: {} and {}", plural(e, "error"), plural(w, "warning")),
-    }
-}
-
-/// An IO, device or training failure: `error: ...` plus the help line.
-pub fn print_exec_error(err: &ExecError) {
-    eprintln!("error: {}", err.message);
-    if let Some(help) = &err.help {
-        eprintln!("  help: {help}");
+impl ReportArgs {
+    pub fn run(self, _: &Ctx) -> Outcome {
+        let report = read_plan(&self.dir).and_then(|plan| write_report(&self.dir, &plan))?;
+        println!("{}", to_markdown(&report));
+        eprintln!(
+            "progc: report written to {}",
+            self.dir.join("report.md").display()
+        );
+        Ok(())
     }
 }

@@ -24,7 +24,7 @@ use super::error::{ErrorKind, ExecError};
 /// Where to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
-    /// CUDA when usable, else CPU.
+    /// CUDA when usable, else the first working hardware wgpu adapter, else the CPU.
     #[default]
     Auto,
     Cpu,
@@ -32,6 +32,12 @@ pub enum DeviceChoice {
     Cuda(usize),
     /// A wgpu adapter by index in [`wgpu_adapters`]'s order (hardware first).
     Wgpu(usize),
+}
+
+impl DeviceChoice {
+    /// The help text of every `--device` flag: the devices that exist.
+    pub const HELP: &'static str = "Where to run: auto | cpu | cuda | cuda:N | wgpu | wgpu:N. \
+        `auto` picks CUDA, then a hardware wgpu adapter (Vulkan, Metal, DX12), then the CPU";
 }
 
 impl FromStr for DeviceChoice {
@@ -377,7 +383,29 @@ mod wgpu_rt {
     /// and `Cpu` as the first software one, so that is how they are numbered here.
     pub fn adapters() -> &'static [(WgpuDevice, WgpuAdapter)] {
         static LIST: OnceLock<Vec<(WgpuDevice, WgpuAdapter)>> = OnceLock::new();
-        LIST.get_or_init(|| catch_unwind(enumerate).unwrap_or_default())
+        LIST.get_or_init(|| {
+            // Vulkan layers print to stderr while they look for a display (Mesa's, without
+            // XDG_RUNTIME_DIR: "error: XDG_RUNTIME_DIR is invalid ..."). `auto` must stay quiet
+            // about adapters it does not pick, so the talk is kept for a `--device wgpu` error.
+            let quiet = gag::BufferRedirect::stderr().ok();
+            let list = catch_unwind(enumerate).unwrap_or_default();
+            if let Some(mut buffer) = quiet {
+                let mut talk = String::new();
+                let _ = std::io::Read::read_to_string(&mut buffer, &mut talk);
+                let _ = DRIVER_TALK.set(talk.trim().to_string());
+            }
+            list
+        })
+    }
+
+    /// What the drivers printed while the adapters were enumerated.
+    static DRIVER_TALK: OnceLock<String> = OnceLock::new();
+
+    fn driver_talk() -> String {
+        match DRIVER_TALK.get() {
+            Some(t) if !t.is_empty() => format!(" (the driver said: {})", t.replace('\n', "; ")),
+            _ => String::new(),
+        }
     }
 
     fn enumerate() -> Vec<(WgpuDevice, WgpuAdapter)> {
@@ -440,7 +468,10 @@ mod wgpu_rt {
             return Err(if list.is_empty() {
                 ExecError::new(
                     super::ErrorKind::Device,
-                    "no wgpu adapter found (no Vulkan, Metal or DX12 driver answered)",
+                    format!(
+                        "no wgpu adapter found (no Vulkan, Metal or DX12 driver answered){}",
+                        driver_talk()
+                    ),
                 )
                 .with_help(
                     "install the GPU's Vulkan driver (on a machine without a GPU, Mesa's software \

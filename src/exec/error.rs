@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Resource,
     /// Another process is writing the run directory.
     Busy,
+    /// A mistake in the command line: a bad flag value, an unknown name (exit code 2).
+    Usage,
     /// A bug in progc.
     Internal,
 }

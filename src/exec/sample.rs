@@ -34,7 +34,7 @@ pub struct SampleOptions {
 impl SampleOptions {
     pub fn validate(&self) -> Result<(), ExecError> {
         let bad =
-            |m: String, h: &str| Err(ExecError::new(ErrorKind::Io, m).with_help(h.to_string()));
+            |m: String, h: &str| Err(ExecError::new(ErrorKind::Usage, m).with_help(h.to_string()));
         if self.tokens == 0 {
             return bad(
                 "--tokens must be at least 1".into(),

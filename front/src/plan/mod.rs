@@ -3,6 +3,8 @@
 //! (`schedule`). Pure: no IO, no burn.
 
 pub mod compile;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod flops;
 pub mod ir;
 pub mod render;

@@ -549,8 +549,8 @@ fn dot_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::compile::tests::{grow, run, tiny, wsd, zero_to_full};
     use crate::plan::compile::{compile_experiment, compile_run};
+    use crate::plan::fixtures::{grow, run, tiny, wsd, zero_to_full};
     use crate::plan::spec::ExperimentSpec;
 
     fn tiny_run() -> crate::plan::spec::RunSpec {

@@ -112,7 +112,7 @@ impl ExportFormat {
         match s {
             "hf" | "huggingface" | "transformers" => Ok(ExportFormat::Hf),
             _ => Err(
-                ExecError::new(ErrorKind::Io, format!("unknown export format `{s}`"))
+                ExecError::new(ErrorKind::Usage, format!("unknown export format `{s}`"))
                     .with_help("use `--to hf` (a transformers GPT2LMHeadModel folder)"),
             ),
         }

@@ -669,7 +669,7 @@ mod tests {
     #[test]
     fn seeded_report_pairs_each_run_with_the_reference_at_its_seed() {
         use crate::plan::compile::compile_experiment;
-        use crate::plan::compile::tests::{run, tiny};
+        use crate::plan::fixtures::{run, tiny};
         use crate::plan::spec::{ExperimentSpec, ScheduleSpec};
         let flat = ScheduleSpec::Constant { warmup_steps: 0 };
         let runs = [
@@ -763,11 +763,11 @@ mod tests {
     #[test]
     fn frontier_gives_each_run_its_speedup_at_matched_loss() {
         use crate::plan::compile::compile_experiment;
-        use crate::plan::compile::tests::{run, tiny, wsd};
+        use crate::plan::fixtures::{run, tiny, wsd};
         use crate::plan::spec::ExperimentSpec;
         // The reference `a` at 20 steps, its frontier at 5 and 10 steps: warmup in steps, so
         // the three share their stable phase. `b` grows 0 -> 2; `c` and `d` are fixed copies.
-        let grown = vec![crate::plan::compile::tests::grow(10, 0, 2)];
+        let grown = vec![crate::plan::fixtures::grow(10, 0, 2)];
         let runs = [
             run("a", tiny(), 2, vec![], 20, wsd(2, 2)),
             run("b", tiny(), 0, grown, 20, wsd(2, 2)),
