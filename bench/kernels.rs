@@ -19,7 +19,7 @@ use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData, Tenso
 use progc::exec::kernels::{AttnShape, Kernels, TrainBackend, compose};
 
 use progc::exec::ExecError;
-use progc::exec::device::{BackendTask, DeviceChoice, dispatch};
+use progc::exec::device::{BackendTask, DeviceChoice, Placed, dispatch};
 use progc::exec::kernels::head_ce::reference::{head_ce, rel_err, uniform};
 use progc::exec::kernels::head_ce::{head_ce_loss, head_ce_train};
 use progc::exec::precision::Precision;
@@ -227,7 +227,8 @@ struct Bench {
 impl BackendTask for Bench {
     type Output = bool;
 
-    fn run<B: TrainBackend>(self, dev: B::Device, name: &str) -> Result<bool, ExecError> {
+    fn run<B: TrainBackend>(self, dev: B::Device, on: Placed) -> Result<bool, ExecError> {
+        let wgpu = matches!(on, Placed::Wgpu(_));
         println!(
             "fused head cross-entropy vs float64 reference (300 rows, d 64, V 1000, chunks of 128)"
         );
@@ -237,7 +238,7 @@ impl BackendTask for Bench {
         );
         let mut ok = true;
         // wgpu has no bf16.
-        let precisions: &[(Precision, f64)] = if name.starts_with("wgpu") {
+        let precisions: &[(Precision, f64)] = if wgpu {
             &[(Precision::F32, BOUND_F32)]
         } else {
             &[(Precision::F32, BOUND_F32), (Precision::Bf16, BOUND_BF16)]
@@ -268,7 +269,7 @@ impl BackendTask for Bench {
         };
         let elems = if self.heavy { 1 << 28 } else { 1 << 22 };
         let r32 = matmul_rate::<B::InnerBackend>(&dev, rows, width, 4 * width, Precision::F32);
-        let r16 = if name.starts_with("wgpu") {
+        let r16 = if wgpu {
             f64::NAN
         } else {
             matmul_rate::<B::InnerBackend>(&dev, rows, width, 4 * width, Precision::Bf16)

@@ -76,11 +76,37 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
+/// The device a task runs on, once [`dispatch`] has resolved `auto`: what the training code
+/// asks about it (its defaults, what it supports) is a match on this, never on a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placed {
+    Cpu,
+    Cuda(usize),
+    Wgpu(usize),
+}
+
+impl Placed {
+    /// A GPU, where every read of a value back to the host waits for the queue to drain.
+    pub fn is_gpu(self) -> bool {
+        !matches!(self, Placed::Cpu)
+    }
+}
+
+impl fmt::Display for Placed {
+    /// As in logs and summaries: `cpu`, `cuda:0`, `wgpu:0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placed::Cpu => write!(f, "cpu"),
+            Placed::Cuda(n) => write!(f, "cuda:{n}"),
+            Placed::Wgpu(n) => write!(f, "wgpu:{n}"),
+        }
+    }
+}
+
 /// Work that runs on whichever backend [`dispatch`] picks (Rust has no generic closures).
 pub trait BackendTask {
     type Output;
-    /// `name` describes the device for logs and summaries (`cpu`, `cuda:0`, `wgpu:0`).
-    fn run<B: TrainBackend>(self, device: B::Device, name: &str)
+    fn run<B: TrainBackend>(self, device: B::Device, on: Placed)
     -> Result<Self::Output, ExecError>;
 }
 
@@ -226,7 +252,7 @@ mod panic_tests {
 }
 
 fn task_cpu<T: BackendTask, B: TrainBackend>(task: T) -> Result<T::Output, ExecError> {
-    task.run::<B>(Default::default(), "cpu")
+    task.run::<B>(Default::default(), Placed::Cpu)
 }
 
 /// Whether CUDA device `n` can be used; the reason when not. Never panics.
@@ -541,7 +567,7 @@ mod wgpu_rt {
 
     pub fn run<T: BackendTask>(n: usize, task: T) -> Result<T::Output, ExecError> {
         let device = adapters()[n].0.clone();
-        task.run::<B>(device, &format!("wgpu:{n}"))
+        task.run::<B>(device, super::Placed::Wgpu(n))
     }
 }
 
@@ -651,7 +677,7 @@ mod cuda {
     }
 
     pub fn run<T: BackendTask>(n: usize, task: T) -> Result<T::Output, ExecError> {
-        task.run::<B>(CudaDevice { index: n }, &format!("cuda:{n}"))
+        task.run::<B>(CudaDevice { index: n }, super::Placed::Cuda(n))
     }
 }
 
@@ -675,8 +701,8 @@ mod tests {
     struct Probe;
     impl BackendTask for Probe {
         type Output = String;
-        fn run<B: TrainBackend>(self, _d: B::Device, name: &str) -> Result<String, ExecError> {
-            Ok(name.to_string())
+        fn run<B: TrainBackend>(self, _d: B::Device, on: Placed) -> Result<String, ExecError> {
+            Ok(on.to_string())
         }
     }
 

@@ -10,7 +10,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::device::{BackendTask, DeviceChoice, dispatch};
+use super::device::{BackendTask, DeviceChoice, Placed, dispatch};
 use super::error::{ErrorKind, ExecError};
 use super::io::hf_tokenizer::{END_OF_TEXT, gpt2_token_bytes};
 use super::io::load_run;
@@ -172,7 +172,7 @@ struct SampleJob {
 impl BackendTask for SampleJob {
     type Output = Sampled;
 
-    fn run<B: TrainBackend>(self, device: B::Device, _name: &str) -> Result<Sampled, ExecError> {
+    fn run<B: TrainBackend>(self, device: B::Device, _: Placed) -> Result<Sampled, ExecError> {
         let run = load_run(&self.run_dir, self.checkpoint.as_deref())?;
         let spec = &run.plan.spec;
         let tokenizer = spec.data.tokenizer;

@@ -33,7 +33,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use super::checkpoint::{Checkpoint, Timing, latest_path, run_hash};
 use super::data::{Batch, BatchCursor, Corpus, load_corpus, validation_batches, write_atomic};
-use super::device::{BackendTask, DeviceChoice, dispatch};
+use super::device::{BackendTask, DeviceChoice, Placed, dispatch};
 use super::error::{ErrorKind, ExecError};
 use super::grow::grow;
 use super::io::lock::{DirLock, lock_dir};
@@ -70,12 +70,8 @@ pub struct Tuning {
 
 /// Every step on the CPU, where reading a scalar costs nothing; every 25 steps on a GPU, where
 /// each read makes the host wait for the queue to drain.
-pub fn default_log_every(device_name: &str) -> u64 {
-    if device_name.starts_with("cuda") || device_name.starts_with("wgpu") {
-        25
-    } else {
-        1
-    }
+pub fn default_log_every(on: Placed) -> u64 {
+    if on.is_gpu() { 25 } else { 1 }
 }
 
 /// How to run a plan: the one options type of `progc run`, for a single run and for an
@@ -354,13 +350,13 @@ struct LossWindow<B: TrainBackend>(Option<(Tensor<B::InnerBackend, 1>, u64)>);
 impl BackendTask for Job<'_> {
     type Output = Summary;
 
-    fn run<B: TrainBackend>(self, device: B::Device, name: &str) -> Result<Summary, ExecError> {
+    fn run<B: TrainBackend>(self, device: B::Device, on: Placed) -> Result<Summary, ExecError> {
         let Some(peer) = self.peer else {
-            return self.train::<B, _>(&Solo, device, name);
+            return self.train::<B, _>(&Solo, device, on);
         };
         peer.register::<B::InnerBackend>(&device)?;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.train::<B, _>(peer, device, name)
+            self.train::<B, _>(peer, device, on)
         }))
         .unwrap_or_else(|p| Err(super::device::panic_error(p.as_ref())));
         match &result {
@@ -379,11 +375,12 @@ impl Job<'_> {
         self,
         replicas: &R,
         device: B::Device,
-        name: &str,
+        on: Placed,
     ) -> Result<Summary, ExecError> {
+        let name = &on.to_string();
         let (plan, opts) = (self.plan, self.opts);
         let dir = opts.out_dir.as_path();
-        check_precision(opts.tuning.precision, name)?;
+        check_precision(opts.tuning.precision, on)?;
         let spec = &plan.spec;
         let val = validation_batches(self.corpus, spec.batch, spec.eval_batches);
         let (mut st, start) = State::<B>::begin(spec, self.resume, &device)?;
@@ -398,7 +395,7 @@ impl Job<'_> {
         let log_every = opts
             .tuning
             .log_every
-            .unwrap_or_else(|| default_log_every(name))
+            .unwrap_or_else(|| default_log_every(on))
             .max(1);
         let metrics_path = dir.join("metrics.jsonl");
         let mut observer = Observer::open(
@@ -544,11 +541,11 @@ impl Job<'_> {
 }
 
 /// cubecl's wgpu runtime compiles to WGSL, which has f16 but no bf16.
-fn check_precision(precision: Precision, device: &str) -> Result<(), ExecError> {
-    if precision == Precision::Bf16 && device.starts_with("wgpu") {
+fn check_precision(precision: Precision, on: Placed) -> Result<(), ExecError> {
+    if precision == Precision::Bf16 && matches!(on, Placed::Wgpu(_)) {
         return Err(ExecError::new(
             ErrorKind::Device,
-            format!("bf16 is not supported on {device}: wgpu's shading language has no bf16"),
+            format!("bf16 is not supported on {on}: wgpu's shading language has no bf16"),
         )
         .with_help("use --precision f32 on wgpu (bf16 runs on CUDA)"));
     }
