@@ -283,7 +283,8 @@ impl PeerArgs {
 /// `error: invalid value ...` line).
 pub fn device(s: &str) -> Result<DeviceChoice, String> {
     s.parse().map_err(|e: String| {
-        let (what, _) = e.split_once(':').unwrap_or((&e, ""));
+        // `cuda:x` has a colon of its own: cut at the message's `: expected ...` tail.
+        let (what, _) = e.split_once(": expected").unwrap_or((&e, ""));
         format!("{what}\n  help: use auto, cpu, cuda, cuda:N, wgpu or wgpu:N (N a device index)")
     })
 }
