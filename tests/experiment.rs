@@ -188,6 +188,38 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
 }
 
 #[test]
+fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
+    let dir = temp("donor");
+    let corpus = write_corpus(&dir);
+    // `early` alone: it keeps its checkpoint at step 10, before its growth.
+    let first = toy_experiment(&corpus, "experiment a { runs: [early], reference: early }");
+    let a = dir.join("a");
+    run_experiment(&first, &opts(&a, None)).expect("a");
+    // `late` shares `[0, 10)` with `early`, which this plan lists after it.
+    let second = toy_experiment(
+        &corpus,
+        "recipe late = early { grow at 15 to depth 2 }
+        experiment b { runs: [late, early], reference: late }",
+    );
+    let b = dir.join("b");
+    std::fs::create_dir_all(&b).expect("b");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(a.join("early"))
+        .arg(b.join("early"))
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    run_experiment(&second, &opts(&b, None)).expect("b").expect("finished");
+    let trained = read_trained(&b).expect("log");
+    assert_eq!(
+        trained.iter().map(|t| (t.run.as_str(), t.from, t.to)).collect::<Vec<_>>(),
+        vec![("late", 10, 20)]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn seeds_train_every_run_per_seed_and_report_over_them() {
     let dir = temp("seeds");
     let corpus = write_corpus(&dir);

@@ -4,9 +4,11 @@
 //! - runs are trained in plan order; before a run trains, every later run that branches off it
 //!   at step `s` (the end of their last shared plan node) gets a checkpoint at `s`, written by
 //!   this run (`checkpoints/step-<s>.safetensors`);
-//! - a run whose prefix `[0, s)` is shared with an earlier run starts from that run's
-//!   checkpoint at `s` (re-stamped with its own recipe hash: the plan guarantees the state is
-//!   identical) and a copy of its metrics before `s`, so the prefix is never retrained;
+//! - a run whose prefix `[0, s)` is shared with another run of the plan starts from that run's
+//!   checkpoint at `s`, kept or periodic (re-stamped with its own recipe hash: the plan
+//!   guarantees the state is identical), and a copy of its metrics before `s`, so the prefix is
+//!   never retrained. The donor is usually an earlier run; a later one counts too when its
+//!   directory already holds that checkpoint (a finished run copied in from another experiment);
 //! - a finished run (`summary.json` present, all steps done) is never redone, and an
 //!   interrupted one resumes from its latest checkpoint: re-running the same command continues
 //!   an interrupted experiment;
@@ -19,7 +21,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{Checkpoint, latest_path, run_hash, step_path};
+use super::checkpoint::{Checkpoint, latest_path, recent_path, run_hash, step_path};
 use super::data::write_atomic;
 use super::error::{ErrorKind, ExecError};
 use super::metrics::{MetricsWriter, Summary, read_metrics};
@@ -118,10 +120,12 @@ fn finished(dir: &Path, rp: &RunPlan) -> bool {
 
 /// Starts `rp` in `dir` from `donor`'s checkpoint at step `s`: the prefix is not retrained.
 fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, ExecError> {
-    let ck_path = step_path(donor, s);
-    if !ck_path.exists() {
+    let Some(ck_path) = [step_path(donor, s), recent_path(donor, s)]
+        .into_iter()
+        .find(|p| p.exists())
+    else {
         return Ok(false);
-    }
+    };
     let mut ck = Checkpoint::read(&ck_path)?;
     ck.run_hash = run_hash(&rp.spec);
     fs::create_dir_all(dir.join("checkpoints")).map_err(io("create directory", dir))?;
@@ -179,10 +183,12 @@ pub fn run_experiment(
         let latest = latest_path(&dir);
         let mut from = 0;
         if !latest.exists() {
-            // The longest prefix an earlier run already trained (first listed on ties).
-            let mut donors: Vec<(&RunPlan, u64)> = plan.runs[..i]
+            // The longest prefix another run already trained (first listed on ties).
+            let mut donors: Vec<(&RunPlan, u64)> = plan.runs
                 .iter()
-                .map(|d| (d, shared_steps(plan, d, rp)))
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, d)| (d, shared_steps(plan, d, rp)))
                 .filter(|&(_, s)| s > 0)
                 .collect();
             donors.sort_by_key(|&(_, s)| std::cmp::Reverse(s));
