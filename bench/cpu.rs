@@ -13,9 +13,9 @@ use burn::backend::{Autodiff, Flex};
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use progc::exec::model::Gpt2;
-use progc::exec::optim::Optimizer;
-use progc::exec::precision::Precision;
+use progc::exec::network::model::Gpt2;
+use progc::exec::network::optim::Optimizer;
+use progc::exec::network::precision::Precision;
 use progc::plan::spec::{AdamWSpec, ModelSpec, OptimizerSpec, ResidualScaling};
 
 type B = Autodiff<Flex>;

@@ -16,13 +16,13 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
-use progc::exec::kernels::{AttnShape, Kernels, TrainBackend, compose};
+use progc::exec::network::kernels::{AttnShape, Kernels, TrainBackend, compose};
 
 use progc::exec::ExecError;
 use progc::exec::device::{BackendTask, DeviceChoice, Placed, dispatch};
-use progc::exec::kernels::head_ce::reference::{head_ce, rel_err, uniform};
-use progc::exec::kernels::head_ce::{head_ce_loss, head_ce_train};
-use progc::exec::precision::Precision;
+use progc::exec::network::kernels::head_ce::reference::{head_ce, rel_err, uniform};
+use progc::exec::network::kernels::head_ce::{head_ce_loss, head_ce_train};
+use progc::exec::network::precision::Precision;
 use progc::plan::flops::{Flops, param_counts};
 use progc::plan::spec::RunSpec;
 

@@ -658,13 +658,14 @@ fn tensorboard_events_match_the_metrics_across_a_resume() {
             .map(|(_, s, v)| (*s, *v))
             .collect()
     };
-    let rows = progc::exec::metrics::read_metrics(&out.join("metrics.jsonl")).expect("metrics");
+    let rows = progc::exec::io::metrics::read_metrics(&out.join("metrics.jsonl")).expect("metrics");
     assert_eq!(rows.len(), 60);
-    let expect = |f: &dyn Fn(&progc::exec::metrics::MetricRow) -> Option<f64>| -> Vec<(i64, f32)> {
-        rows.iter()
-            .filter_map(|r| f(r).map(|v| (r.step as i64, v as f32)))
-            .collect()
-    };
+    let expect =
+        |f: &dyn Fn(&progc::exec::io::metrics::MetricRow) -> Option<f64>| -> Vec<(i64, f32)> {
+            rows.iter()
+                .filter_map(|r| f(r).map(|v| (r.step as i64, v as f32)))
+                .collect()
+        };
     assert_eq!(series("loss/train"), expect(&|r| Some(r.train_loss)));
     assert_eq!(series("loss/val"), expect(&|r| r.val_loss));
     assert_eq!(series("lr"), expect(&|r| Some(r.lr)));

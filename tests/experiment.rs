@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use progc::check::check_source;
 use progc::diagnostic::has_errors;
 use progc::exec::device::DeviceChoice;
-use progc::exec::experiment::{read_trained, run_experiment};
-use progc::exec::metrics::{Summary, read_metrics};
-use progc::exec::train::{self, RunOptions};
+use progc::exec::io::metrics::{Summary, read_metrics};
+use progc::exec::jobs::experiment::{read_trained, run_experiment};
+use progc::exec::jobs::train::{self, RunOptions};
 use progc::plan::{Plan, compile_experiment, compile_run};
 
 fn temp(tag: &str) -> PathBuf {
@@ -130,7 +130,7 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let early = read_metrics(&out.join("early/metrics.jsonl")).expect("early metrics");
     let late = read_metrics(&out.join("late/metrics.jsonl")).expect("late metrics");
     // Compared as JSON: the first row's tok/s is NaN (no timed step yet), and NaN != NaN.
-    let prefix = |rows: &[progc::exec::metrics::MetricRow]| -> Vec<String> {
+    let prefix = |rows: &[progc::exec::io::metrics::MetricRow]| -> Vec<String> {
         rows.iter()
             .filter(|r| r.step < 10)
             .map(|r| serde_json::to_string(r).expect("row"))
@@ -210,10 +210,15 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
         .status()
         .expect("cp");
     assert!(copied.success());
-    run_experiment(&second, &opts(&b, None)).expect("b").expect("finished");
+    run_experiment(&second, &opts(&b, None))
+        .expect("b")
+        .expect("finished");
     let trained = read_trained(&b).expect("log");
     assert_eq!(
-        trained.iter().map(|t| (t.run.as_str(), t.from, t.to)).collect::<Vec<_>>(),
+        trained
+            .iter()
+            .map(|t| (t.run.as_str(), t.from, t.to))
+            .collect::<Vec<_>>(),
         vec![("late", 10, 20)]
     );
     let _ = std::fs::remove_dir_all(&dir);

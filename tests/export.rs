@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use progc::exec::data::Batch;
-use progc::exec::io::{hf::from_hf, validation_loss};
-use progc::exec::precision::Precision;
+use progc::exec::io::data::Batch;
+use progc::exec::io::hf::from_hf;
+use progc::exec::jobs::train::validation_loss;
+use progc::exec::network::precision::Precision;
 
 fn progc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_progc"))

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use progc::exec::metrics::{MetricRow, Summary, read_metrics};
+use progc::exec::io::metrics::{MetricRow, Summary, read_metrics};
 
 const TOL: f64 = 1e-5;
 

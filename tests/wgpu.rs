@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use progc::exec::device::wgpu_adapters;
-use progc::exec::metrics::{MetricRow, Summary, read_metrics};
+use progc::exec::io::metrics::{MetricRow, Summary, read_metrics};
 
 const TOL: f64 = 1e-4;
 const STEPS: u64 = 50;

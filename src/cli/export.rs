@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::run::note_writer;
 use super::{Ctx, Outcome};
-use crate::exec::io::{ExportFormat, ExportOptions, export};
+use crate::exec::io::export::{ExportFormat, ExportOptions, export};
 
 /// Write a run's checkpoint as a model other tools load (`--to hf`: a transformers
 /// GPT2LMHeadModel folder with its tokenizer files).

@@ -28,7 +28,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exec::ExecError;
 use crate::exec::error::ErrorKind;
-use crate::exec::stop::Signal;
+use crate::exec::jobs::stop::Signal;
 
 #[derive(Debug, Parser)]
 #[command(

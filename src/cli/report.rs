@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Ctx, Outcome};
-use crate::exec::experiment::read_plan;
-use crate::exec::report::{to_markdown, write_report};
+use crate::exec::io::report::{to_markdown, write_report};
+use crate::exec::jobs::experiment::read_plan;
 
 /// Rebuild an experiment's report (markdown, JSON, plots) from its finished run directories.
 #[derive(Debug, Args)]

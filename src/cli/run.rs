@@ -10,13 +10,13 @@ use super::recipe::{
 use super::{Ctx, Failure, Outcome, usage};
 use crate::exec::ExecError;
 use crate::exec::device::DeviceChoice;
+use crate::exec::device::parallel::{Nodes, Topology, parse_devices};
 use crate::exec::error::ErrorKind;
-use crate::exec::experiment::run_experiment;
-use crate::exec::metrics::Summary;
-use crate::exec::parallel::{Nodes, Topology, parse_devices};
-use crate::exec::precision::Precision;
-use crate::exec::report::to_markdown;
-use crate::exec::train::{self, RunOptions, Tuning};
+use crate::exec::io::metrics::Summary;
+use crate::exec::io::report::to_markdown;
+use crate::exec::jobs::experiment::run_experiment;
+use crate::exec::jobs::train::{self, RunOptions, Tuning};
+use crate::exec::network::precision::Precision;
 use crate::plan::compile_run;
 
 /// Train a recipe's plan with burn (CPU by default, a GPU when asked or available).
@@ -97,7 +97,7 @@ impl RunArgs {
             },
             parallel: self.peers.topology()?,
         };
-        crate::exec::stop::install();
+        crate::exec::jobs::stop::install();
         if let Some(dir) = &self.resume {
             return finish_run(train::resume(dir, &opts), dir);
         }
@@ -199,7 +199,7 @@ impl RunArgs {
             ..opts
         };
         let Some(report) = run_experiment(plan, &opts)? else {
-            return match crate::exec::stop::requested() {
+            return match crate::exec::jobs::stop::requested() {
                 Some(signal) => {
                     eprintln!(
                         "progc: {} received: experiment stopped with its step saved; continue \
@@ -313,7 +313,7 @@ fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf, std::io::Error> {
 /// it stopped and how to go on.
 fn finish_run(result: Result<Summary, ExecError>, dir: &Path) -> Outcome {
     let summary = result?;
-    let Some(signal) = crate::exec::stop::requested() else {
+    let Some(signal) = crate::exec::jobs::stop::requested() else {
         println!("{}", summary.to_text());
         return Ok(());
     };

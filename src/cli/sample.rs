@@ -7,7 +7,7 @@ use clap::Args;
 use super::run::note_writer;
 use super::{Ctx, Outcome};
 use crate::exec::device::DeviceChoice;
-use crate::exec::sample::{SampleOptions, sample};
+use crate::exec::jobs::sample::{SampleOptions, sample};
 
 /// Generate text from a run's checkpoint: prints the prompt and its continuation.
 #[derive(Debug, Args)]

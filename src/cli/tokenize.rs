@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Ctx, Outcome, usage};
-use crate::exec::data::tokenize::{TokenizeOptions, Written, tokenize};
+use crate::exec::io::data::tokenize::{TokenizeOptions, Written, tokenize};
 use crate::plan::spec::{DataFormat, Tokenizer};
 
 /// Write token shards from text files: nanoGPT `train.bin`/`val.bin`, or llm.c shards.

@@ -30,11 +30,12 @@ use burn::tensor::backend::Backend;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::exec::data::{BatchCursor, write_atomic};
 use crate::exec::error::{ErrorKind, ExecError};
-use crate::exec::metrics::SegmentTiming;
-use crate::exec::model::{Gpt2, param_to_vec};
-use crate::exec::optim::{OptimizerKind, OptimizerState, SavedParamState};
+use crate::exec::io::data::{BatchCursor, write_atomic};
+use crate::exec::io::metrics::SegmentTiming;
+use crate::exec::network::model::{Gpt2, param_to_vec};
+use crate::exec::network::optim::{OptimizerKind, OptimizerState, SavedParamState};
+use crate::plan::ir::RunPlan;
 use crate::plan::spec::{ModelSpec, RunSpec};
 
 /// Format version in the `progc_checkpoint` metadata key.
@@ -512,11 +513,68 @@ fn mismatch(what: String) -> ExecError {
     .with_help("resume with the recipe that wrote the checkpoint")
 }
 
+/// A run's plan and one of its checkpoints, verified to belong to it.
+pub struct LoadedRun {
+    pub plan: RunPlan,
+    pub checkpoint_path: PathBuf,
+    pub checkpoint: Checkpoint,
+}
+
+/// Reads `run_dir/run.json` and `checkpoint` (default: the latest).
+pub fn load_run(run_dir: &Path, checkpoint: Option<&Path>) -> Result<LoadedRun, ExecError> {
+    let path = run_dir.join("run.json");
+    if !run_dir.is_dir() {
+        return Err(ExecError::new(
+            ErrorKind::Io,
+            format!("run directory {} does not exist", run_dir.display()),
+        )
+        .with_help("point at the output directory of a `progc run` (it holds run.json)"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ExecError::io("read", &path, e)
+            .with_help("point at the output directory of a `progc run` (it holds run.json)")
+    })?;
+    let plan: RunPlan = serde_json::from_str(&text).map_err(|e| {
+        ExecError::new(
+            ErrorKind::Checkpoint,
+            format!("{} is damaged: {e}", path.display()),
+        )
+    })?;
+    let checkpoint_path = match checkpoint {
+        Some(p) => p.to_path_buf(),
+        None => latest_path(run_dir),
+    };
+    if !checkpoint_path.is_file() {
+        return Err(ExecError::new(
+            ErrorKind::Checkpoint,
+            format!("no checkpoint at {}", checkpoint_path.display()),
+        )
+        .with_help(
+            "the run has not written one yet (train it with `progc run`), or name one with \
+             `--checkpoint FILE` (see RUN_DIR/checkpoints/)",
+        ));
+    }
+    let ck = Checkpoint::read(&checkpoint_path)?;
+    ck.check_run(&plan.spec, &checkpoint_path)?;
+    Ok(LoadedRun {
+        plan,
+        checkpoint_path,
+        checkpoint: ck,
+    })
+}
+
+impl LoadedRun {
+    pub fn model<B: Backend>(&self, device: &B::Device) -> Result<Gpt2<B>, ExecError> {
+        self.checkpoint
+            .restore_model::<B>(&self.plan.spec.model, device)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::model::tests::{TB, tiny_spec};
-    use crate::exec::optim::Optimizer;
+    use crate::exec::network::model::tests::{TB, tiny_spec};
+    use crate::exec::network::optim::Optimizer;
     use crate::plan::spec::*;
 
     pub fn tiny_run() -> RunSpec {
@@ -651,7 +709,8 @@ mod tests {
         let good = std::fs::read(&path).unwrap();
         let bad = dir.join("b.ckpt");
         let mut state = 11u64;
-        let mut rand = |n: usize| (crate::exec::rng::splitmix64(&mut state) % n as u64) as usize;
+        let mut rand =
+            |n: usize| (crate::exec::network::rng::splitmix64(&mut state) % n as u64) as usize;
         // The safetensors header: an 8-byte length, then JSON.
         let header = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
         for i in 0..2000 {

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prost::Message;
 
 use crate::exec::error::ExecError;
-use crate::exec::metrics::MetricRow;
+use crate::exec::io::metrics::MetricRow;
 use crate::plan::render::growth_text;
 use crate::plan::spec::GrowthSpec;
 

@@ -27,9 +27,9 @@ use burn::module::ParamId;
 use burn::tensor::backend::Backend;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::super::error::{ErrorKind, ExecError};
-use super::super::model::{Gpt2, param_to_vec};
 use super::hf_tokenizer::END_OF_TEXT;
+use crate::exec::error::{ErrorKind, ExecError};
+use crate::exec::network::model::{Gpt2, param_to_vec};
 use crate::plan::spec::{ModelSpec, ResidualScaling, Tokenizer};
 
 /// progc's LayerNorm eps (the kernels' `LN_EPS`), written as `layer_norm_epsilon`.

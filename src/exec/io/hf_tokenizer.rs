@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::super::error::{ErrorKind, ExecError};
+use crate::exec::error::{ErrorKind, ExecError};
 
 /// Id of `<|endoftext|>` in GPT-2.
 pub const END_OF_TEXT: u32 = 50256;

@@ -126,7 +126,7 @@ pub fn holder(dir: &Path) -> Option<Holder> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::data::temp_dir;
+    use crate::exec::io::data::temp_dir;
 
     #[test]
     fn a_second_writer_is_refused_and_told_who_holds_the_directory() {

@@ -1,0 +1,226 @@
+//! Running an experiment: every run of its plan, each shared prefix trained once.
+//!
+//! Invariants:
+//! - runs are trained in plan order; before a run trains, every later run that branches off it
+//!   at step `s` (the end of their last shared plan node) gets a checkpoint at `s`, written by
+//!   this run (`checkpoints/step-<s>.safetensors`);
+//! - a run whose prefix `[0, s)` is shared with another run of the plan starts from that run's
+//!   checkpoint at `s`, kept or periodic (re-stamped with its own recipe hash: the plan
+//!   guarantees the state is identical), and a copy of its metrics before `s`, so the prefix is
+//!   never retrained. The donor is usually an earlier run; a later one counts too when its
+//!   directory already holds that checkpoint (a finished run copied in from another experiment);
+//! - a finished run (`summary.json` present, all steps done) is never redone, and an
+//!   interrupted one resumes from its latest checkpoint: re-running the same command continues
+//!   an interrupted experiment;
+//! - every stretch of training is logged to `trained.jsonl` (`{run, from, to}`), the record of
+//!   what was actually computed.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exec::error::{ErrorKind, ExecError};
+use crate::exec::io::checkpoint::{Checkpoint, latest_path, recent_path, run_hash, step_path};
+use crate::exec::io::data::write_atomic;
+use crate::exec::io::metrics::{MetricsWriter, Summary, read_metrics};
+use crate::exec::io::report::{ExperimentReport, write_report};
+use crate::exec::jobs::train::{self, RunOptions};
+use crate::plan::ir::{Plan, RunPlan};
+
+/// One stretch of actual training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    pub run: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Steps `[0, s)` that runs `a` and `b` of `plan` share (the end of their last common node).
+pub fn shared_steps(plan: &Plan, a: &RunPlan, b: &RunPlan) -> u64 {
+    a.nodes
+        .iter()
+        .zip(&b.nodes)
+        .take_while(|(x, y)| x == y)
+        .last()
+        .map_or(0, |(n, _)| plan.graph[*n].segment.end_step)
+}
+
+fn io<'a>(action: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
+    move |e| ExecError::io(action, path, e)
+}
+
+/// Writes the plan to `dir/experiment.json`, or checks that the one there is the same.
+fn claim_dir(dir: &Path, plan: &Plan) -> Result<(), ExecError> {
+    fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+    let path = dir.join("experiment.json");
+    let json = serde_json::to_string_pretty(plan).map_err(|e| {
+        ExecError::new(
+            ErrorKind::Internal,
+            format!("cannot serialize the plan: {e}"),
+        )
+    })?;
+    match fs::read_to_string(&path) {
+        Ok(existing) if existing == json => Ok(()),
+        Ok(_) => Err(ExecError::new(
+            ErrorKind::Checkpoint,
+            format!(
+                "{} holds a different experiment (or the recipe changed)",
+                dir.display()
+            ),
+        )
+        .with_help("choose another --out directory, or delete that one to start afresh")),
+        Err(_) => write_atomic(&path, json.as_bytes()).map_err(io("write", &path)),
+    }
+}
+
+/// Reads `dir/experiment.json`.
+pub fn read_plan(dir: &Path) -> Result<Plan, ExecError> {
+    let path = dir.join("experiment.json");
+    let text = fs::read_to_string(&path).map_err(|e| {
+        ExecError::io("read", &path, e)
+            .with_help("point at the output directory of `progc run FILE --experiment NAME`")
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        ExecError::new(
+            ErrorKind::Checkpoint,
+            format!("{} is damaged: {e}", path.display()),
+        )
+    })
+}
+
+fn log_trained(dir: &Path, t: &Trained) -> Result<(), ExecError> {
+    let path = dir.join("trained.jsonl");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    let line = serde_json::to_string(t).unwrap_or_default();
+    writeln!(f, "{line}").map_err(io("write", &path))
+}
+
+/// Every stretch of training recorded in `dir/trained.jsonl`.
+pub fn read_trained(dir: &Path) -> Result<Vec<Trained>, ExecError> {
+    let path = dir.join("trained.jsonl");
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(ExecError::io("read", &path, e)),
+    }
+}
+
+fn finished(dir: &Path, rp: &RunPlan) -> bool {
+    Summary::read(&dir.join("summary.json")).is_ok_and(|s| s.total_steps == rp.spec.total_steps)
+}
+
+/// Starts `rp` in `dir` from `donor`'s checkpoint at step `s`: the prefix is not retrained.
+fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, ExecError> {
+    let Some(ck_path) = [step_path(donor, s), recent_path(donor, s)]
+        .into_iter()
+        .find(|p| p.exists())
+    else {
+        return Ok(false);
+    };
+    let mut ck = Checkpoint::read(&ck_path)?;
+    ck.run_hash = run_hash(&rp.spec);
+    fs::create_dir_all(dir.join("checkpoints")).map_err(io("create directory", dir))?;
+    ck.write(&latest_path(dir))?;
+    // This run can in turn be the donor of `[0, s)` for later runs.
+    ck.write(&step_path(dir, s))?;
+    let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"), &rp.spec.growths)?;
+    for row in read_metrics(&donor.join("metrics.jsonl"))?
+        .iter()
+        .filter(|r| r.step < s)
+    {
+        metrics.write(row)?;
+    }
+    let json = serde_json::to_string_pretty(rp).unwrap_or_default();
+    let path = dir.join("run.json");
+    write_atomic(&path, json.as_bytes()).map_err(io("write", &path))?;
+    Ok(true)
+}
+
+/// Runs (or continues) every run of `plan`, then writes the report. `Ok(None)` when it stopped
+/// early at `stop_after`.
+pub fn run_experiment(
+    plan: &Plan,
+    opts: &RunOptions,
+) -> Result<Option<ExperimentReport>, ExecError> {
+    let root = &opts.out_dir;
+    // Every run's corpus is checked before the experiment folder is touched.
+    let mut checked = Vec::new();
+    for rp in &plan.runs {
+        if !checked.contains(&(&rp.spec.data, rp.spec.batch)) {
+            train::open_corpus(&rp.spec)?;
+            checked.push((&rp.spec.data, rp.spec.batch));
+        }
+    }
+    let _lock = train::take_lock(root, opts.parallel.as_ref())?;
+    claim_dir(root, plan)?;
+    for (i, rp) in plan.runs.iter().enumerate() {
+        let name = &rp.spec.name;
+        let dir = root.join(name);
+        if finished(&dir, rp) {
+            eprintln!("experiment: `{name}` already finished");
+            continue;
+        }
+        // Steps where later runs branch off this one: checkpoint there.
+        let checkpoint_at: Vec<u64> = plan.runs[i + 1..]
+            .iter()
+            .map(|later| shared_steps(plan, rp, later))
+            .filter(|&s| s > 0 && s < rp.spec.total_steps)
+            .collect();
+        let run_opts = RunOptions {
+            out_dir: dir.clone(),
+            checkpoint_at,
+            ..opts.clone()
+        };
+        let latest = latest_path(&dir);
+        let mut from = 0;
+        if !latest.exists() {
+            // The longest prefix another run already trained (first listed on ties).
+            let mut donors: Vec<(&RunPlan, u64)> = plan
+                .runs
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, d)| (d, shared_steps(plan, d, rp)))
+                .filter(|&(_, s)| s > 0)
+                .collect();
+            donors.sort_by_key(|&(_, s)| std::cmp::Reverse(s));
+            for (d, s) in donors {
+                if seed_from(&root.join(&d.spec.name), &dir, rp, s)? {
+                    eprintln!(
+                        "experiment: `{name}` starts from `{}` at step {s} (shared prefix)",
+                        d.spec.name
+                    );
+                    break;
+                }
+            }
+        }
+        let summary = if latest.exists() {
+            from = Checkpoint::read(&latest)?.step;
+            train::resume(&dir, &run_opts)?
+        } else {
+            eprintln!("experiment: training `{name}`");
+            train::run(rp, &run_opts)?
+        };
+        log_trained(
+            root,
+            &Trained {
+                run: name.clone(),
+                from,
+                to: summary.total_steps,
+            },
+        )?;
+        if summary.total_steps < rp.spec.total_steps {
+            return Ok(None); // stopped early on request
+        }
+    }
+    write_report(root, plan).map(Some)
+}

@@ -1,0 +1,1031 @@
+//! Optimizers: our own AdamW and Muon(+AdamW) driver over burn modules.
+//!
+//! We do not use burn's `OptimizerAdaptor` because progc must own every parameter's state: at a
+//! depth growth it keeps, resets or copies moments per parameter, and a resumed run must be
+//! bit-identical to one that never stopped.
+//!
+//! Invariants:
+//! - State is keyed by `ParamId` and lives on `B::InnerBackend`, flattened to rank 1 together
+//!   with the parameter's shape. A state whose shape no longer matches its parameter is dropped
+//!   and restarted (never a panic).
+//! - Every parameter has its own step counter, so parameters created at a growth get their own
+//!   AdamW bias correction.
+//! - A parameter without a gradient is returned untouched and gets no state.
+//! - `step` is deterministic given (state, params, grads, lr): `save` -> `load` resumes exactly.
+//! - Host syncs in `step`: none, except one scalar read of the global gradient norm when
+//!   clipping is on (or `set_report_norm(true)`); otherwise `step` returns a norm of `0.0`.
+//! - Muon's scale `sqrt(max(1, fan_out / fan_in))` assumes burn's `Linear` layout, where a
+//!   weight is `[fan_in, fan_out]` (rows = inputs); see [`muon_scale`].
+
+use std::collections::{HashMap, HashSet};
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::exec::error::{ErrorKind, ExecError};
+use crate::exec::network::kernels::{AdamWStep, Kernels, TrainBackend, float, prim};
+use crate::plan::spec::{AdamWSpec, LrMultipliers, MuonSpec, OptimizerSpec};
+
+/// Which parameter group a tensor belongs to; decides weight decay, Muon vs AdamW, and the
+/// per-group LR multiplier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ParamGroup {
+    /// Token and position embeddings (the token embedding is also the tied head).
+    Embed,
+    /// 2-D weight matrices inside blocks (attention and MLP).
+    Hidden,
+    /// LayerNorm gains and biases.
+    Norm,
+    /// Biases of linear layers.
+    Bias,
+}
+
+/// Quintic Newton-Schulz coefficients (Keller Jordan's Muon).
+const NS_COEFFS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
+/// Added to the global norm before dividing, as in the clipping rule `c / (norm + 1e-6)`.
+const CLIP_EPS: f64 = 1e-6;
+/// Added to the Frobenius norm before Newton-Schulz normalization.
+const NS_EPS: f64 = 1e-7;
+
+/// One parameter's state, for tests and checks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamStateView {
+    /// Updates applied to this parameter so far.
+    pub step: u64,
+    /// First moment (AdamW) or momentum buffer (Muon), flattened row-major.
+    pub m: Vec<f32>,
+    /// Second moment (AdamW); `None` for Muon-updated matrices.
+    pub v: Option<Vec<f32>>,
+}
+
+/// Which optimizer a saved state belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adamw,
+    Muon,
+}
+
+impl OptimizerKind {
+    fn of(spec: &OptimizerSpec) -> Self {
+        match spec {
+            OptimizerSpec::Adamw(_) => OptimizerKind::Adamw,
+            OptimizerSpec::Muon(_) => OptimizerKind::Muon,
+        }
+    }
+}
+
+/// One parameter's saved state; `id` is `ParamId::val()`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedParamState {
+    pub id: u64,
+    pub step: u64,
+    pub shape: Vec<usize>,
+    pub m: Vec<f32>,
+    pub v: Option<Vec<f32>>,
+}
+
+/// Exact snapshot of all optimizer state, sorted by id. Checkpoints store the moments as
+/// safetensors tensors (exact for every bit pattern) and the rest as JSON (see
+/// `exec::checkpoint`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    pub kind: OptimizerKind,
+    pub params: Vec<SavedParamState>,
+}
+
+fn corrupt(msg: impl Into<String>) -> ExecError {
+    ExecError::new(ErrorKind::Checkpoint, msg).with_help(
+        "the checkpoint's optimizer state is damaged or from another run; \
+         resume from an earlier checkpoint or start the run afresh",
+    )
+}
+
+/// Live state of one parameter.
+#[derive(Clone, Debug)]
+struct ParamState<B: Backend> {
+    step: u64,
+    shape: Vec<usize>,
+    m: Tensor<B, 1>,
+    /// Second moment; `None` for Muon matrices.
+    v: Option<Tensor<B, 1>>,
+}
+
+/// AdamW, or Muon on hidden matrices with AdamW on the rest. See the module doc.
+pub struct Optimizer<B: TrainBackend> {
+    spec: OptimizerSpec,
+    states: HashMap<ParamId, ParamState<B::InnerBackend>>,
+    report_norm: bool,
+}
+
+impl<B: TrainBackend> Optimizer<B> {
+    pub fn new(spec: &OptimizerSpec) -> Self {
+        Optimizer {
+            spec: *spec,
+            states: HashMap::new(),
+            report_norm: false,
+        }
+    }
+
+    pub fn spec(&self) -> &OptimizerSpec {
+        &self.spec
+    }
+
+    /// Also compute the global gradient norm when not clipping (costs one host sync per step).
+    pub fn set_report_norm(&mut self, on: bool) {
+        self.report_norm = on;
+    }
+
+    /// Number of parameters with state.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// The AdamW settings used for non-Muon parameters (and for clipping).
+    fn adam(&self) -> &AdamWSpec {
+        match &self.spec {
+            OptimizerSpec::Adamw(a) => a,
+            OptimizerSpec::Muon(m) => &m.adam,
+        }
+    }
+
+    /// One update. `lr` is the scheduled LR of the main group (peak * schedule factor); group
+    /// multipliers (spec.lr_mult: embed / hidden / norm; biases use hidden) are applied inside.
+    /// Returns the updated module and the global gradient L2 norm before clipping (`0.0` when
+    /// neither clipping nor `set_report_norm` asks for it: that avoids a host sync).
+    ///
+    /// The clip threshold is the AdamW spec's (`muon.adam.clip` under Muon) and scales every
+    /// gradient, Muon's included.
+    ///
+    /// Parameters missing from `groups` are grouped by rank: rank >= 2 is `Hidden`, rank 1 is
+    /// `Bias` (no decay).
+    pub fn step<M: AutodiffModule<B>>(
+        &mut self,
+        model: M,
+        grads: GradientsParams,
+        lr: f64,
+        groups: &HashMap<ParamId, ParamGroup>,
+    ) -> (M, f64) {
+        let (model, norm) = self.step_deferred(model, grads, lr, groups);
+        (model, norm.map_or(0.0, |n| n.into_scalar().elem::<f64>()))
+    }
+
+    /// `step` without reading the norm back: it stays on the device, so a training step does
+    /// not wait for the GPU unless the caller reads it.
+    pub fn step_deferred<M: AutodiffModule<B>>(
+        &mut self,
+        model: M,
+        mut grads: GradientsParams,
+        lr: f64,
+        groups: &HashMap<ParamId, ParamGroup>,
+    ) -> (M, Option<Tensor<B::InnerBackend, 1>>) {
+        let clip = self.adam().clip;
+        let norm = if clip.is_some() || self.report_norm {
+            let mut v = NormVisitor::<B> {
+                grads: &grads,
+                sum: None,
+            };
+            model.visit(&mut v);
+            v.sum.map(|s| s.sqrt())
+        } else {
+            None
+        };
+        // The clip factor stays on the device; only the returned norm is read back.
+        let scale = match (clip, &norm) {
+            (Some(c), Some(n)) => Some(
+                n.clone()
+                    .add_scalar(CLIP_EPS)
+                    .recip()
+                    .mul_scalar(c)
+                    .clamp_max(1.0),
+            ),
+            _ => None,
+        };
+        let rates = Rates::new(&self.spec, lr);
+        let mut mapper = UpdateMapper::<B> {
+            spec: self.spec,
+            rates,
+            states: &mut self.states,
+            grads: &mut grads,
+            scale,
+            groups,
+        };
+        let model = model.map(&mut mapper);
+        (model, norm)
+    }
+
+    /// Forget every parameter's state (policy `reset`).
+    pub fn reset(&mut self) {
+        self.states.clear();
+    }
+
+    /// Drop the state of every parameter not in `ids` (used after growth so stale ids vanish).
+    pub fn retain(&mut self, ids: &HashSet<ParamId>) {
+        self.states.retain(|id, _| ids.contains(id));
+    }
+
+    /// Policy `copy`: each `(new, source)` pair gives `new` a copy of `source`'s state (moments
+    /// and step counter); sources without state are skipped. Sources are read before any pair
+    /// is written, so the result does not depend on the order of the pairs.
+    pub fn copy_state(&mut self, pairs: &[(ParamId, ParamId)]) {
+        let copies: Vec<_> = pairs
+            .iter()
+            .filter_map(|(new, src)| self.states.get(src).map(|s| (*new, s.clone())))
+            .collect();
+        self.states.extend(copies);
+    }
+
+    /// Step counter and flattened moments of one parameter (reads the device).
+    pub fn state_of(&self, id: ParamId) -> Option<ParamStateView> {
+        self.states.get(&id).map(|s| ParamStateView {
+            step: s.step,
+            m: to_f32s(&s.m),
+            v: s.v.as_ref().map(to_f32s),
+        })
+    }
+
+    /// Exact snapshot of all state, sorted by parameter id (reads the device).
+    pub fn save(&self) -> OptimizerState {
+        let mut params: Vec<SavedParamState> = self
+            .states
+            .iter()
+            .map(|(id, s)| SavedParamState {
+                id: id.val(),
+                step: s.step,
+                shape: s.shape.clone(),
+                m: to_f32s(&s.m),
+                v: s.v.as_ref().map(to_f32s),
+            })
+            .collect();
+        params.sort_by_key(|p| p.id);
+        OptimizerState {
+            kind: OptimizerKind::of(&self.spec),
+            params,
+        }
+    }
+
+    /// Rebuilds an optimizer from [`Optimizer::save`]'s snapshot, on `device`.
+    pub fn load(
+        spec: &OptimizerSpec,
+        state: OptimizerState,
+        device: &B::Device,
+    ) -> Result<Self, ExecError> {
+        let want = OptimizerKind::of(spec);
+        if state.kind != want {
+            return Err(ExecError::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "the checkpoint's optimizer state is for {:?} but the recipe uses {:?}",
+                    state.kind, want
+                ),
+            )
+            .with_help("resume with the recipe that wrote the checkpoint, or start afresh"));
+        }
+        let mut opt = Self::new(spec);
+        for p in state.params {
+            let n: usize = p.shape.iter().product();
+            if p.m.len() != n || p.v.as_ref().is_some_and(|v| v.len() != n) {
+                return Err(corrupt(format!(
+                    "optimizer state of parameter {} has {} values for shape {:?}",
+                    p.id,
+                    p.m.len(),
+                    p.shape
+                )));
+            }
+            if want == OptimizerKind::Adamw && p.v.is_none() {
+                return Err(corrupt(format!(
+                    "AdamW state of parameter {} lacks its second moment",
+                    p.id
+                )));
+            }
+            let id = ParamId::from(p.id);
+            let st = ParamState {
+                step: p.step,
+                shape: p.shape,
+                m: from_f32s::<B::InnerBackend>(p.m, device),
+                v: p.v.map(|v| from_f32s::<B::InnerBackend>(v, device)),
+            };
+            if opt.states.insert(id, st).is_some() {
+                return Err(corrupt(format!("parameter {} appears twice", p.id)));
+            }
+        }
+        Ok(opt)
+    }
+}
+
+fn to_f32s<B: Backend>(t: &Tensor<B, 1>) -> Vec<f32> {
+    // State tensors are always float rank 1 and converted to f32, so this cannot fail.
+    t.to_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 state tensor")
+}
+
+fn from_f32s<B: Backend>(xs: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
+    let n = xs.len();
+    Tensor::from_data(TensorData::new(xs, [n]), device)
+}
+
+/// Per-group learning rates for one step.
+#[derive(Clone, Copy, Debug)]
+struct Rates {
+    /// Base LR of the AdamW-updated parameters (before group multipliers).
+    adam: f64,
+    /// LR of Muon-updated matrices (before the hidden multiplier).
+    muon: f64,
+    mult: LrMultipliers,
+}
+
+impl Rates {
+    fn new(spec: &OptimizerSpec, lr: f64) -> Self {
+        match spec {
+            OptimizerSpec::Adamw(a) => Rates {
+                adam: lr,
+                muon: 0.0,
+                mult: a.lr_mult,
+            },
+            OptimizerSpec::Muon(m) => {
+                // The AdamW side follows the same schedule: scale its peak by lr / peak.
+                let factor = if m.lr != 0.0 { lr / m.lr } else { 0.0 };
+                Rates {
+                    adam: m.adam.lr * factor,
+                    muon: lr,
+                    mult: m.adam.lr_mult,
+                }
+            }
+        }
+    }
+
+    fn mult(&self, group: ParamGroup) -> f64 {
+        match group {
+            ParamGroup::Embed => self.mult.embed,
+            ParamGroup::Hidden | ParamGroup::Bias => self.mult.hidden,
+            ParamGroup::Norm => self.mult.norm,
+        }
+    }
+}
+
+/// Sums squared gradients of the module's parameters (on the device).
+struct NormVisitor<'a, B: TrainBackend> {
+    grads: &'a GradientsParams,
+    sum: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: TrainBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let s = g.square().sum();
+            self.sum = Some(match self.sum.take() {
+                Some(acc) => acc + s,
+                None => s,
+            });
+        }
+    }
+}
+
+/// Applies one update to every parameter that has a gradient.
+struct UpdateMapper<'a, B: TrainBackend> {
+    spec: OptimizerSpec,
+    rates: Rates,
+    states: &'a mut HashMap<ParamId, ParamState<B::InnerBackend>>,
+    grads: &'a mut GradientsParams,
+    /// Global clip factor `min(1, c / (norm + eps))`, shape `[1]`.
+    scale: Option<Tensor<B::InnerBackend, 1>>,
+    groups: &'a HashMap<ParamId, ParamGroup>,
+}
+
+impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let require_grad = tensor.is_require_grad();
+        let dims = tensor.dims();
+        let n: usize = dims.iter().product();
+        let p = tensor.inner();
+        let device = p.device();
+        let mut g = grad.to_device(&device).reshape([n]);
+        if let Some(s) = &self.scale {
+            g = g * s.clone().expand([n]);
+        }
+        let group = self.groups.get(&id).copied().unwrap_or(if D >= 2 {
+            ParamGroup::Hidden
+        } else {
+            ParamGroup::Bias
+        });
+        let muon = match &self.spec {
+            OptimizerSpec::Muon(m) if group == ParamGroup::Hidden && D == 2 => Some(*m),
+            _ => None,
+        };
+        // A state whose shape or kind no longer fits (e.g. a resized parameter) restarts.
+        let prev = self
+            .states
+            .remove(&id)
+            .filter(|s| s.shape == dims && s.v.is_some() == muon.is_none());
+        let p = p.reshape([n]);
+        let (p, state) = match muon {
+            Some(m) => muon_update(
+                &m,
+                self.rates.muon * self.rates.mult(group),
+                [dims[0], dims[dims.len() - 1]],
+                p,
+                g,
+                prev,
+            ),
+            None => {
+                let adam = match &self.spec {
+                    OptimizerSpec::Adamw(a) => *a,
+                    OptimizerSpec::Muon(m) => m.adam,
+                };
+                let decay = matches!(group, ParamGroup::Embed | ParamGroup::Hidden);
+                adamw_update(
+                    &adam,
+                    self.rates.adam * self.rates.mult(group),
+                    decay,
+                    p,
+                    g,
+                    prev,
+                )
+            }
+        };
+        self.states.insert(
+            id,
+            ParamState {
+                shape: dims.to_vec(),
+                ..state
+            },
+        );
+        let mut t = Tensor::from_inner(p.reshape(dims));
+        if require_grad {
+            t = t.require_grad();
+        }
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+/// Decoupled-decay AdamW on a flattened parameter; bias correction uses the per-parameter step.
+/// One fused pass per parameter ([`Kernels::adamw`]).
+fn adamw_update<B: Kernels>(
+    a: &AdamWSpec,
+    lr: f64,
+    decay: bool,
+    p: Tensor<B, 1>,
+    g: Tensor<B, 1>,
+    prev: Option<ParamState<B>>,
+) -> (Tensor<B, 1>, ParamState<B>) {
+    let (step, m, v) = match prev {
+        Some(ParamState {
+            step,
+            m,
+            v: Some(v),
+            ..
+        }) => (step + 1, m, v),
+        _ => (1, g.zeros_like(), g.zeros_like()),
+    };
+    let h = AdamWStep {
+        lr,
+        beta1: a.beta1,
+        beta2: a.beta2,
+        eps: a.eps,
+        decay: if decay { lr * a.weight_decay } else { 0.0 },
+        bc1: 1.0 - a.beta1.powf(step as f64),
+        bc2: 1.0 - a.beta2.powf(step as f64),
+    };
+    let (p, m, v) = B::adamw(prim(p), prim(g), prim(m), prim(v), h);
+    (
+        float(p),
+        ParamState {
+            step,
+            shape: Vec::new(),
+            m: float(m),
+            v: Some(float(v)),
+        },
+    )
+}
+
+/// Muon on a flattened `[rows, cols]` matrix: EMA momentum (nesterov optional), Newton-Schulz
+/// orthogonalization, shape scale, decoupled decay.
+fn muon_update<B: Backend>(
+    mu: &MuonSpec,
+    lr: f64,
+    [rows, cols]: [usize; 2],
+    p: Tensor<B, 1>,
+    g: Tensor<B, 1>,
+    prev: Option<ParamState<B>>,
+) -> (Tensor<B, 1>, ParamState<B>) {
+    let (step, m) = match prev {
+        Some(ParamState {
+            step, m, v: None, ..
+        }) => (step + 1, m),
+        _ => (1, g.zeros_like()),
+    };
+    let beta = mu.momentum;
+    let m = m.mul_scalar(beta) + g.clone().mul_scalar(1.0 - beta);
+    let u = if mu.nesterov {
+        g.mul_scalar(1.0 - beta) + m.clone().mul_scalar(beta)
+    } else {
+        m.clone()
+    };
+    let o = newton_schulz(u.reshape([rows, cols]), mu.ns_steps).reshape([rows * cols]);
+    let p = if mu.weight_decay != 0.0 {
+        p.mul_scalar(1.0 - lr * mu.weight_decay)
+    } else {
+        p
+    };
+    let p = p - o.mul_scalar(lr * muon_scale(rows, cols));
+    (
+        p,
+        ParamState {
+            step,
+            shape: Vec::new(),
+            m,
+            v: None,
+        },
+    )
+}
+
+/// Muon's shape factor `sqrt(max(1, fan_out / fan_in))` for a weight stored as burn's `Linear`
+/// does it: `[fan_in, fan_out]` = `[rows, cols]` (PyTorch's `[out, in]` transposed).
+pub fn muon_scale(rows: usize, cols: usize) -> f64 {
+    (cols as f64 / rows as f64).max(1.0).sqrt()
+}
+
+/// Approximate orthogonalization `G -> U V^T` by `steps` quintic Newton-Schulz iterations on
+/// `G / ||G||_F` (computed on the short side). Singular values land near 1 (about 0.7..1.2),
+/// not exactly on it: the coefficients trade accuracy for speed.
+pub fn newton_schulz<B: Backend>(g: Tensor<B, 2>, steps: usize) -> Tensor<B, 2> {
+    let (a, b, c) = NS_COEFFS;
+    let [rows, cols] = g.dims();
+    let tall = rows > cols;
+    let x = if tall { g.transpose() } else { g };
+    let shape = x.dims();
+    let norm = x.clone().square().sum().sqrt().add_scalar(NS_EPS);
+    let mut x = x / norm.reshape([1, 1]).expand(shape);
+    for _ in 0..steps {
+        let gram = x.clone().matmul(x.clone().transpose());
+        let poly = gram.clone().mul_scalar(b) + gram.clone().matmul(gram).mul_scalar(c);
+        x = x.clone().mul_scalar(a) + poly.matmul(x);
+    }
+    if tall { x.transpose() } else { x }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+
+    type TB = Autodiff<Flex>;
+
+    #[derive(Module, Debug)]
+    struct Toy<B: Backend> {
+        w: Param<Tensor<B, 2>>,
+        g: Param<Tensor<B, 1>>,
+    }
+
+    #[derive(Module, Debug)]
+    struct Net<B: Backend> {
+        lin: Linear<B>,
+        gain: Param<Tensor<B, 1>>,
+    }
+
+    fn dev() -> burn::tensor::Device<TB> {
+        Default::default()
+    }
+
+    fn toy(w: [[f32; 2]; 2], g: [f32; 2]) -> Toy<TB> {
+        Toy {
+            w: Param::from_tensor(Tensor::from_floats(w, &dev())),
+            g: Param::from_tensor(Tensor::from_floats(g, &dev())),
+        }
+    }
+
+    /// Grads of `sum(w * x) + sum(g * y)` are exactly `x` and `y`; `y = None` leaves `g` out.
+    fn toy_grads(model: &Toy<TB>, x: [[f32; 2]; 2], y: Option<[f32; 2]>) -> GradientsParams {
+        let mut loss = (model.w.val() * Tensor::from_floats(x, &dev())).sum();
+        if let Some(y) = y {
+            loss = loss + (model.g.val() * Tensor::from_floats(y, &dev())).sum();
+        }
+        GradientsParams::from_grads(loss.backward(), model)
+    }
+
+    fn vals<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    fn adam(lr: f64, wd: f64, clip: Option<f64>) -> AdamWSpec {
+        AdamWSpec {
+            lr,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: wd,
+            clip,
+            lr_mult: LrMultipliers {
+                embed: 1.0,
+                hidden: 1.0,
+                norm: 0.5,
+            },
+        }
+    }
+
+    fn toy_groups(m: &Toy<TB>) -> HashMap<ParamId, ParamGroup> {
+        HashMap::from([(m.w.id, ParamGroup::Hidden), (m.g.id, ParamGroup::Norm)])
+    }
+
+    /// Reference AdamW step in f64 (PyTorch's formula), on plain slices.
+    #[allow(clippy::too_many_arguments)]
+    fn adamw_ref(
+        a: &AdamWSpec,
+        lr: f64,
+        decay: bool,
+        t: i32,
+        p: &mut [f64],
+        m: &mut [f64],
+        v: &mut [f64],
+        g: &[f64],
+    ) {
+        for i in 0..p.len() {
+            m[i] = a.beta1 * m[i] + (1.0 - a.beta1) * g[i];
+            v[i] = a.beta2 * v[i] + (1.0 - a.beta2) * g[i] * g[i];
+            let mh = m[i] / (1.0 - a.beta1.powi(t));
+            let vh = v[i] / (1.0 - a.beta2.powi(t));
+            if decay {
+                p[i] *= 1.0 - lr * a.weight_decay;
+            }
+            p[i] -= lr * mh / (vh.sqrt() + a.eps);
+        }
+    }
+
+    fn close(got: &[f32], want: &[f64], tol: f64) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() <= tol, "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn adamw_two_steps_match_hand_computation() {
+        let spec = adam(0.1, 0.1, None);
+        let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(spec));
+        let model = toy([[1.0, -2.0], [0.5, 3.0]], [1.0, -1.0]);
+        let groups = toy_groups(&model);
+        let xs = [[[0.1, -0.2], [0.3, 0.4]], [[-0.3, 0.1], [0.2, -0.4]]];
+        let ys = [[0.5, -0.5], [0.2, 0.1]];
+
+        let grads = toy_grads(&model, xs[0], Some(ys[0]));
+        let (model, norm) = opt.step(model, grads, 0.1, &groups);
+        assert_eq!(norm, 0.0, "no clip: norm is not computed");
+        // Step 1 by hand: the bias-corrected update is lr * sign(grad); w decays, g does not and
+        // gets half the LR (norm multiplier 0.5).
+        close(&vals(model.w.val()), &[0.89, -1.88, 0.395, 2.87], 1e-5);
+        close(&vals(model.g.val()), &[0.95, -0.95], 1e-5);
+
+        let grads = toy_grads(&model, xs[1], Some(ys[1]));
+        let (model, _) = opt.step(model, grads, 0.1, &groups);
+
+        let (mut pw, mut mw, mut vw) = (vec![1.0, -2.0, 0.5, 3.0], vec![0.0; 4], vec![0.0; 4]);
+        let (mut pg, mut mg, mut vg) = (vec![1.0, -1.0], vec![0.0; 2], vec![0.0; 2]);
+        for t in 0..2 {
+            let x: Vec<f64> = xs[t].iter().flatten().map(|&v| v as f64).collect();
+            let y: Vec<f64> = ys[t].iter().map(|&v| v as f64).collect();
+            adamw_ref(
+                &spec,
+                0.1,
+                true,
+                t as i32 + 1,
+                &mut pw,
+                &mut mw,
+                &mut vw,
+                &x,
+            );
+            adamw_ref(
+                &spec,
+                0.05,
+                false,
+                t as i32 + 1,
+                &mut pg,
+                &mut mg,
+                &mut vg,
+                &y,
+            );
+        }
+        close(&vals(model.w.val()), &pw, 1e-5);
+        close(&vals(model.g.val()), &pg, 1e-5);
+        let sw = opt.state_of(model.w.id).unwrap();
+        assert_eq!(sw.step, 2);
+        close(&sw.m, &mw, 1e-6);
+        close(sw.v.as_ref().unwrap(), &vw, 1e-7);
+        assert!(model.w.val().is_require_grad() && model.g.val().is_require_grad());
+    }
+
+    #[test]
+    fn missing_grads_leave_params_alone_and_counters_are_per_param() {
+        let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam(0.1, 0.1, None)));
+        let model = toy([[1.0, -2.0], [0.5, 3.0]], [1.0, -1.0]);
+        let groups = toy_groups(&model);
+        let grads = toy_grads(&model, [[0.1, 0.2], [0.3, 0.4]], None);
+        let (model, _) = opt.step(model, grads, 0.1, &groups);
+        assert_eq!(vals(model.g.val()), vec![1.0, -1.0]);
+        assert!(opt.state_of(model.g.id).is_none());
+        let grads = toy_grads(&model, [[0.1, 0.2], [0.3, 0.4]], Some([1.0, 1.0]));
+        let (model, _) = opt.step(model, grads, 0.1, &groups);
+        assert_eq!(opt.state_of(model.w.id).unwrap().step, 2);
+        // g's first update is bias-corrected as a step 1: exactly lr * 0.5 * sign(grad).
+        assert_eq!(opt.state_of(model.g.id).unwrap().step, 1);
+        close(&vals(model.g.val()), &[0.95, -1.05], 1e-6);
+    }
+
+    #[test]
+    fn clipping_scales_grads_and_reports_the_norm() {
+        let x = [[3.0, 0.0], [0.0, 4.0]];
+        let y = [12.0, 0.0];
+        let want_norm = 13.0; // sqrt(9 + 16 + 144)
+        let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam(0.1, 0.0, Some(1.3))));
+        let model = toy([[0.0; 2]; 2], [0.0; 2]);
+        let groups = toy_groups(&model);
+        let (model, norm) = opt.step(model.clone(), toy_grads(&model, x, Some(y)), 0.1, &groups);
+        assert!((norm - want_norm).abs() < 1e-4, "norm {norm}");
+        let s = 1.3 / (13.0 + 1e-6);
+        let m = opt.state_of(model.g.id).unwrap().m;
+        close(&m, &[0.1 * 12.0 * s, 0.0], 1e-6);
+        close(
+            &opt.state_of(model.w.id).unwrap().m,
+            &[0.3 * s, 0.0, 0.0, 0.4 * s],
+            1e-6,
+        );
+
+        // A clip above the norm changes nothing.
+        let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam(0.1, 0.0, Some(100.0))));
+        let (_, norm) = opt.step(model.clone(), toy_grads(&model, x, Some(y)), 0.1, &groups);
+        assert!((norm - want_norm).abs() < 1e-4);
+        close(&opt.state_of(model.g.id).unwrap().m, &[1.2, 0.0], 1e-6);
+
+        // Without a clip the norm is only computed on request.
+        let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam(0.1, 0.0, None)));
+        opt.set_report_norm(true);
+        let (_, norm) = opt.step(model.clone(), toy_grads(&model, x, Some(y)), 0.1, &groups);
+        assert!((norm - want_norm).abs() < 1e-4);
+        close(&opt.state_of(model.g.id).unwrap().m, &[1.2, 0.0], 1e-6);
+    }
+
+    #[test]
+    fn reset_retain_and_copy_state() {
+        let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam(0.1, 0.1, None)));
+        let model = toy([[1.0, -2.0], [0.5, 3.0]], [1.0, -1.0]);
+        let groups = toy_groups(&model);
+        let (w, g) = (model.w.id, model.g.id);
+        let grads = toy_grads(&model, [[0.1, 0.2], [0.3, 0.4]], Some([1.0, 2.0]));
+        let (model, _) = opt.step(model, grads, 0.1, &groups);
+        assert_eq!(opt.len(), 2);
+
+        let (fresh, orphan) = (ParamId::new(), ParamId::new());
+        opt.copy_state(&[(fresh, w), (ParamId::new(), orphan)]);
+        assert_eq!(opt.state_of(fresh), opt.state_of(w));
+        assert_eq!(opt.len(), 3, "a source without state is skipped");
+        // The copy is independent: stepping w does not move fresh's state.
+        let grads = toy_grads(&model, [[1.0, 1.0], [1.0, 1.0]], Some([1.0, 2.0]));
+        let before = opt.state_of(fresh);
+        let _ = opt.step(model, grads, 0.1, &groups);
+        assert_eq!(opt.state_of(fresh), before);
+        assert_eq!(opt.state_of(w).unwrap().step, 2);
+        assert_eq!(opt.state_of(fresh).unwrap().step, 1);
+
+        opt.retain(&HashSet::from([w, fresh]));
+        assert!(opt.state_of(g).is_none());
+        assert!(opt.state_of(w).is_some() && opt.state_of(fresh).is_some());
+        opt.reset();
+        assert!(opt.is_empty() && opt.state_of(w).is_none());
+    }
+
+    fn net() -> Net<TB> {
+        let n = Net {
+            lin: LinearConfig::new(3, 4).init(&dev()),
+            gain: Param::from_tensor(Tensor::from_floats([1.0, 0.5, -0.5, 2.0], &dev())),
+        };
+        // burn initializes `Linear` lazily and a clone of an uninitialized param re-draws it:
+        // read every value once so that clones share them.
+        let _ = net_bits(&n);
+        n
+    }
+
+    fn net_groups(n: &Net<TB>) -> HashMap<ParamId, ParamGroup> {
+        HashMap::from([
+            (n.lin.weight.id, ParamGroup::Hidden),
+            (n.lin.bias.as_ref().unwrap().id, ParamGroup::Bias),
+            (n.gain.id, ParamGroup::Norm),
+        ])
+    }
+
+    fn net_step(opt: &mut Optimizer<TB>, n: Net<TB>, t: usize) -> Net<TB> {
+        let groups = net_groups(&n);
+        let x = Tensor::<TB, 2>::from_floats(
+            [[1.0, -0.5 * t as f32, 0.3], [0.2, 0.7, -1.0 + t as f32]],
+            &dev(),
+        );
+        let out = n.lin.forward(x) * n.gain.val().reshape([1, 4]);
+        let loss = (out - 0.5).square().sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &n);
+        opt.step(n, grads, 0.01 * (1.0 + t as f64), &groups).0
+    }
+
+    fn net_bits(n: &Net<TB>) -> Vec<u32> {
+        let mut v = vals(n.lin.weight.val());
+        v.extend(vals(n.lin.bias.as_ref().unwrap().val()));
+        v.extend(vals(n.gain.val()));
+        v.into_iter().map(f32::to_bits).collect()
+    }
+
+    fn muon_spec() -> OptimizerSpec {
+        OptimizerSpec::Muon(MuonSpec {
+            lr: 0.02,
+            momentum: 0.95,
+            nesterov: true,
+            ns_steps: 5,
+            weight_decay: 0.01,
+            adam: adam(0.001, 0.01, Some(1.0)),
+        })
+    }
+
+    #[test]
+    fn save_load_resume_is_bit_identical() {
+        for spec in [
+            OptimizerSpec::Adamw(adam(0.01, 0.1, Some(0.5))),
+            muon_spec(),
+        ] {
+            let start = net();
+            let mut straight = Optimizer::<TB>::new(&spec);
+            let mut a = start.clone();
+            for t in 0..3 {
+                a = net_step(&mut straight, a, t);
+            }
+
+            let mut first = Optimizer::<TB>::new(&spec);
+            let b = net_step(&mut first, start, 0);
+            let saved = first.save();
+            assert_eq!(saved.params.len(), 3);
+            // Muon updates the weight matrix (no second moment); AdamW keeps one everywhere.
+            let is_muon = matches!(spec, OptimizerSpec::Muon(_));
+            assert_eq!(
+                saved.params.iter().filter(|p| p.v.is_none()).count(),
+                is_muon as usize
+            );
+            let json = serde_json::to_string(&saved).unwrap();
+            let state: OptimizerState = serde_json::from_str(&json).unwrap();
+            assert_eq!(state, saved);
+            let mut resumed = Optimizer::<TB>::load(&spec, state, &dev()).unwrap();
+            let mut b = b;
+            for t in 1..3 {
+                b = net_step(&mut resumed, b, t);
+            }
+            assert_eq!(net_bits(&a), net_bits(&b), "{spec:?}");
+            assert_eq!(straight.save(), resumed.save());
+        }
+    }
+
+    #[test]
+    fn load_rejects_foreign_or_damaged_state() {
+        let spec = OptimizerSpec::Adamw(adam(0.01, 0.1, None));
+        let mut opt = Optimizer::<TB>::new(&spec);
+        let _ = net_step(&mut opt, net(), 0);
+        let saved = opt.save();
+        let err = Optimizer::<TB>::load(&muon_spec(), saved.clone(), &dev())
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, ErrorKind::Checkpoint);
+        let mut bad = saved.clone();
+        bad.params[0].m.pop();
+        assert!(Optimizer::<TB>::load(&spec, bad, &dev()).is_err());
+        let mut bad = saved.clone();
+        bad.params[1].v = None;
+        assert!(Optimizer::<TB>::load(&spec, bad, &dev()).is_err());
+        let mut dup = saved.clone();
+        dup.params.push(dup.params[0].clone());
+        assert!(Optimizer::<TB>::load(&spec, dup, &dev()).is_err());
+    }
+
+    /// Eigenvalues of a small symmetric matrix by cyclic Jacobi rotations.
+    #[allow(clippy::needless_range_loop)]
+    fn sym_eigs(mut a: Vec<Vec<f64>>) -> Vec<f64> {
+        let n = a.len();
+        for _ in 0..500 {
+            let (mut p, mut q, mut big) = (0, 1, 0.0);
+            for i in 0..n {
+                for j in i + 1..n {
+                    if a[i][j].abs() > big {
+                        (p, q, big) = (i, j, a[i][j].abs());
+                    }
+                }
+            }
+            if big < 1e-13 {
+                break;
+            }
+            let th = 0.5 * (2.0 * a[p][q]).atan2(a[q][q] - a[p][p]);
+            let (c, s) = (th.cos(), th.sin());
+            for row in a.iter_mut() {
+                let (x, y) = (row[p], row[q]);
+                row[p] = c * x - s * y;
+                row[q] = s * x + c * y;
+            }
+            for k in 0..n {
+                let (x, y) = (a[p][k], a[q][k]);
+                a[p][k] = c * x - s * y;
+                a[q][k] = s * x + c * y;
+            }
+        }
+        (0..n).map(|i| a[i][i]).collect()
+    }
+
+    #[test]
+    fn newton_schulz_singular_values_near_one() {
+        let d = Default::default();
+        for (r, c) in [(4, 6), (6, 4), (5, 5)] {
+            // Deterministic, badly conditioned input (scaled so the norm matters).
+            let data: Vec<f32> = (0..r * c)
+                .map(|k| ((k * 7 % 11) as f32 - 5.0) * (1.0 + (k % c) as f32) * 3.0)
+                .collect();
+            let g = Tensor::<Flex, 2>::from_data(TensorData::new(data, [r, c]), &d);
+            let x = newton_schulz(g, 5);
+            assert_eq!(x.dims(), [r, c]);
+            let k = r.min(c);
+            let x = vals(x);
+            let gram: Vec<Vec<f64>> = (0..k)
+                .map(|i| {
+                    (0..k)
+                        .map(|j| {
+                            let l = r.max(c);
+                            // Gram matrix on the short side.
+                            (0..l)
+                                .map(|t| {
+                                    let (a, b) = if r <= c {
+                                        (x[i * c + t], x[j * c + t])
+                                    } else {
+                                        (x[t * c + i], x[t * c + j])
+                                    };
+                                    a as f64 * b as f64
+                                })
+                                .sum()
+                        })
+                        .collect()
+                })
+                .collect();
+            for e in sym_eigs(gram) {
+                let s = e.max(0.0).sqrt();
+                assert!((0.6..=1.25).contains(&s), "{r}x{c}: singular value {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn muon_step_decreases_a_quadratic() {
+        let spec = muon_spec();
+        let mut opt = Optimizer::<TB>::new(&spec);
+        let target = Tensor::<TB, 2>::from_floats(
+            [
+                [1.0, -0.5, 0.2],
+                [0.3, 0.8, -1.0],
+                [-0.7, 0.1, 0.4],
+                [0.5, 0.5, -0.2],
+            ],
+            &dev(),
+        );
+        let mut m = Toy {
+            w: Param::from_tensor(Tensor::zeros([4, 3], &dev())),
+            g: Param::from_tensor(Tensor::from_floats([1.0, 1.0], &dev())),
+        };
+        let groups = HashMap::from([(m.w.id, ParamGroup::Hidden), (m.g.id, ParamGroup::Norm)]);
+        let loss_of = |m: &Toy<TB>| {
+            (m.w.val() - target.clone()).square().sum() + (m.g.val() - 2.0).square().sum()
+        };
+        let first = loss_of(&m).into_scalar();
+        let mut prev = first;
+        for _ in 0..5 {
+            let grads = GradientsParams::from_grads(loss_of(&m).backward(), &m);
+            m = opt.step(m, grads, 0.05, &groups).0;
+            let now = loss_of(&m).into_scalar();
+            assert!(now < prev, "loss went {prev} -> {now}");
+            prev = now;
+        }
+        assert!(prev < 0.85 * first, "{first} -> {prev}");
+        let sw = opt.state_of(m.w.id).unwrap();
+        assert!(sw.v.is_none() && sw.step == 5);
+        assert!(opt.state_of(m.g.id).unwrap().v.is_some());
+    }
+
+    #[test]
+    fn muon_side_adam_lr_follows_the_schedule() {
+        let r = Rates::new(&muon_spec(), 0.01);
+        assert!((r.adam - 0.0005).abs() < 1e-12 && r.muon == 0.01);
+        assert_eq!(muon_scale(3, 12), 2.0);
+        assert_eq!(muon_scale(12, 3), 1.0);
+    }
+}
