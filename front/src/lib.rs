@@ -3,7 +3,7 @@
 //! The pipeline, one module per stage:
 //! `syntax` (the pest grammar in `grammar/prog.pest`, an AST with spans, the formatter) ->
 //! `check` (names, types, units, method rules; produces `plan::spec`) -> `plan` (petgraph IR,
-//! FLOPs, serde), with `diagnostic` beside them and `lsp`, the language server, on top.
+//! FLOPs, serde), with `diagnostic` beside them and `lsp`, the language server, on top (feature `lsp`).
 //!
 //! Invariants:
 //! - pure: no IO beyond reading sources (and the language server's stdio); no burn, cubecl,
@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod diagnostic;
+#[cfg(feature = "lsp")]
 pub mod lsp;
 pub mod plan;
 pub mod syntax;
