@@ -1,4 +1,4 @@
-//! Kernel checks and hardware floors on one device (the GPU check of `src/exec/kernels/`).
+//! Kernel checks and hardware floors on one device (the GPU check of `src/exec/network/kernels/`).
 //!
 //! 1. Correctness: the fused head cross-entropy (loss, d hidden, d embedding) against its
 //!    float64 reference, in f32 and bf16, as relative errors `||out - ref|| / ||ref||`.

@@ -15,7 +15,7 @@ decay linearly to 0: factor 1 - (s - 1350 + 1)/150), eval every 100 steps on 4 f
 validation batches. `--steps N` stops after N steps (like `progc run --stop-after N`): the
 schedule is still the full run's.
 
-What is reproduced exactly from progc (src/exec/model.rs, grow.rs, data.rs, rng.rs, train.rs,
+What is reproduced exactly from progc (src/exec/network/model.rs, grow.rs, data.rs, rng.rs, train.rs,
 optim.rs, plan/schedule.rs), so both engines train the same thing and their losses can be put
 side by side:
   - init: every parameter named as in progc (`wte.weight`, `blocks.3.attn.qkv.weight`,
@@ -81,7 +81,7 @@ RECIPES = {
 
 
 # ---------------------------------------------------------------------------------------------
-# progc's random streams (src/exec/rng.rs, src/exec/model.rs, src/exec/train.rs)
+# progc's random streams (src/exec/network/rng.rs, src/exec/network/model.rs, src/exec/jobs/train.rs)
 
 
 def splitmix64(state):
@@ -174,7 +174,7 @@ def lr_factor(step, total):
 
 
 # ---------------------------------------------------------------------------------------------
-# Data (src/exec/data.rs)
+# Data (src/exec/io/data/)
 
 
 def load_corpus(np, path):

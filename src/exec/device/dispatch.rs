@@ -1,11 +1,16 @@
 //! Backend dispatch: the one place that names concrete backends.
 
-#[allow(unused_imports)] // used only in builds without a GPU feature
-use crate::exec::error::{ErrorKind, ExecError};
+#[cfg(not(all(feature = "cuda", feature = "wgpu")))]
+use crate::exec::error::ErrorKind;
+use crate::exec::error::ExecError;
 use crate::exec::network::kernels::TrainBackend;
 
 use super::failure::panic_error;
-use super::{DeviceChoice, Placed, cuda, wgpu};
+#[cfg(feature = "cuda")]
+use super::cuda;
+#[cfg(feature = "wgpu")]
+use super::wgpu;
+use super::{DeviceChoice, Placed};
 
 /// Work that runs on whichever backend [`dispatch`] picks (Rust has no generic closures).
 pub trait BackendTask {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+/// A wgpu adapter as `--device wgpu:N` names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WgpuAdapter {
     /// The driver's name for it (`NVIDIA GeForce RTX 4090`, `llvmpipe (LLVM 15.0.6, 256 bits)`).

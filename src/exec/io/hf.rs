@@ -1,7 +1,7 @@
 //! progc's GPT-2 as a transformers `GPT2LMHeadModel` (`model.safetensors` + `config.json`), and
 //! back ([`from_hf`]).
 //!
-//! What was compared (src/exec/model.rs and the kernels against transformers' `modeling_gpt2`):
+//! What was compared (src/exec/network/model.rs and the kernels against transformers' `modeling_gpt2`):
 //! - the same pre-LN block: `x + attn(ln_1 x)`, then `x + mlp(ln_2 x)`, and `ln_f` before the
 //!   head; LayerNorm with the biased variance and eps 1e-5 (`kernels::compose::LN_EPS`);
 //! - input = token embedding + learned position embedding; no dropout anywhere in progc, so
