@@ -5,9 +5,9 @@ use crate::exec::error::ErrorKind;
 use crate::exec::error::ExecError;
 use crate::exec::network::kernels::TrainBackend;
 
-use super::failure::panic_error;
 #[cfg(feature = "cuda")]
 use super::cuda;
+use super::failure::panic_error;
 #[cfg(feature = "wgpu")]
 use super::wgpu;
 use super::{DeviceChoice, Placed};
