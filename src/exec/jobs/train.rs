@@ -56,7 +56,7 @@ mod observe;
 mod replicas;
 
 use checkpoints::CheckpointPolicy;
-use observe::{Clock, Observer};
+use observe::{Cadence, Clock, Observer};
 use replicas::{Replicas, Solo};
 
 /// How the loop trades exactness of its logs for speed; neither changes what is trained in f32.
@@ -408,6 +408,11 @@ impl Job<'_> {
             total,
             opts.progress && leader,
         )?;
+        let cadence = Cadence {
+            plan,
+            log_every,
+            end,
+        };
         let mut clock = Clock::start(&st.timing);
         let mut checkpoints = CheckpointPolicy::new(dir, plan, &opts.checkpoint_at);
         let mut groups = st.model.param_groups();
@@ -440,18 +445,11 @@ impl Job<'_> {
             let segment = plan.segment_index(s);
             clock.enter(&mut st.timing, segment, st.model.depth(), s);
 
-            // One optimizer step. The loss is read back only for a metrics row: every
-            // `log_every` steps, at evaluations, growths and the session's last step, and at a
-            // stop signal (data-parallel peers agree on it through the next row's all-reduce).
+            // One optimizer step. The loss is read back only for a metrics row (data-parallel
+            // peers agree on a stop signal through the next row's all-reduce).
             let local_stop = crate::exec::jobs::stop::requested().is_some();
-            let eval_due = (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0)
-                || s + 1 == total
-                || plan.growth_at(s + 1).is_some();
-            let row_due = (s + 1) % log_every == 0
-                || eval_due
-                || spike.is_some()
-                || s + 1 == end
-                || (replicas.stops_alone() && local_stop);
+            let eval_due = cadence.eval_due(s);
+            let row_due = cadence.row_due(s, spike.is_some(), replicas.stops_alone() && local_stop);
             let lr = spec.optimizer.peak_lr() * lr_factor(&spec.schedule, s, total);
             let t0 = Instant::now();
             let batch = replicas.share(st.cursor.next_train(self.corpus, spec.batch));

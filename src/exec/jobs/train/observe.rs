@@ -1,5 +1,6 @@
-//! What the loop reports about itself: metrics rows, the progress bar and the clock. Adding a
-//! metrics sink means adding it to [`Observer::row`].
+//! What the loop reports about itself: metrics rows, the progress bar and the clock, and when
+//! (the [`Cadence`] of evaluations and rows). Adding a metrics sink means adding it to
+//! [`Observer::row`]; evaluating or logging at other steps means changing [`Cadence`].
 //!
 //! Invariants:
 //! - nothing here touches the model, the optimizer or the data: observing never changes what
@@ -16,7 +17,35 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::exec::error::ExecError;
 use crate::exec::io::checkpoint::Timing;
 use crate::exec::io::metrics::{MetricRow, MetricsWriter, SegmentTiming};
+use crate::plan::ir::RunPlan;
 use crate::plan::spec::GrowthSpec;
+
+/// When the loop evaluates and writes a metrics row.
+pub struct Cadence<'a> {
+    pub plan: &'a RunPlan,
+    /// A row every this many steps (at least 1).
+    pub log_every: u64,
+    /// The last step of this session (`--stop-after`, else the run's end).
+    pub end: u64,
+}
+
+impl Cadence<'_> {
+    /// Whether the validation loss is measured after step `s`: every `eval_every` steps, at
+    /// the run's end, and right before a growth.
+    pub fn eval_due(&self, s: u64) -> bool {
+        let spec = &self.plan.spec;
+        (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0)
+            || s + 1 == spec.total_steps
+            || self.plan.growth_at(s + 1).is_some()
+    }
+
+    /// Whether step `s` ends with a metrics row (and so a read of the loss): every
+    /// `log_every` steps, at evaluations, growths (`grew`) and the session's last step, and
+    /// when a stop signal must be shared with the other replicas (`stop`).
+    pub fn row_due(&self, s: u64, grew: bool, stop: bool) -> bool {
+        (s + 1) % self.log_every == 0 || self.eval_due(s) || grew || s + 1 == self.end || stop
+    }
+}
 
 /// The metrics file and the progress bar.
 pub struct Observer {
