@@ -65,10 +65,10 @@ fn expect(src: &str, want: &str) {
 fn std_library_checks_without_errors() {
     let (spec, _, diags) = check_source("t.prog", "import \"std/paper.prog\"", &[]);
     assert!(!has_errors(&diags), "{}", render(&diags));
-    // 45 tiny recipes (E1-E7 in 8 experiments), 23 mid ones (7 experiments) and 22 GPU-size
+    // 45 tiny recipes (E1-E7 in 8 experiments), 26 mid ones (8 experiments) and 22 GPU-size
     // ones (8 experiments).
-    assert_eq!(spec.runs.len(), 90);
-    assert_eq!(spec.experiments.len(), 23);
+    assert_eq!(spec.runs.len(), 93);
+    assert_eq!(spec.experiments.len(), 24);
     // The warnings std deliberately triggers (multi-stage, zero init, copy(last), late growth).
     let warned: std::collections::BTreeSet<String> =
         diags.iter().map(|d| d.code.to_string()).collect();
