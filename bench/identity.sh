@@ -73,7 +73,8 @@ for rel in files:
         # is reported on its own. The metadata's checksum covers the timing, so it is left out.
         (ta, ma), (tb, mb) = by_name(pa), by_name(pb)
         same = ta == tb and ma == mb
-        ids = sorted(n for n in set(ida(pa)) & set(ida(pb)) if ida(pa)[n] != ida(pb)[n])
+        ia, ib = ida(pa), ida(pb)
+        ids = sorted(n for n in ia.keys() & ib.keys() if ia[n] != ib[n])
         if same and ids:
             renamed.add(", ".join(ids))
     else:
