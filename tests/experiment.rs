@@ -221,6 +221,31 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
             .collect::<Vec<_>>(),
         vec![("late", 10, 20)]
     );
+    // Another recipe's run copied in under `early`'s name (seed 5's) is refused before
+    // anything trains: not continued, not counted as finished, not a donor.
+    let other = toy_experiment(
+        &corpus,
+        "experiment s { runs: [early], reference: early, seeds: [5] }",
+    );
+    let s5 = dir.join("s5");
+    run_experiment(&other, &opts(&s5, None)).expect("s5");
+    let c = dir.join("c");
+    std::fs::create_dir_all(&c).expect("c");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(s5.join("early@seed5"))
+        .arg(c.join("early"))
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let e = run_experiment(&second, &opts(&c, None)).expect_err("foreign run");
+    assert!(
+        e.message
+            .contains("another recipe than `early` (`seed` differs)"),
+        "{e}"
+    );
+    assert!(read_trained(&c).expect("log").is_empty());
+    assert!(!c.join("late").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -26,6 +26,7 @@ pub use component::{INIT_OPTIONS, OPTIMIZER_FUNCS, SCHEDULE_FUNCS, SPLIT_OPTIONS
 pub use experiment::EXPERIMENT_FIELDS;
 pub use model::MODEL_FIELDS;
 pub use recipe::RECIPE_KEYS;
+pub use rules::GROWTH_OPTIONS;
 
 #[cfg(test)]
 mod tests;

@@ -31,20 +31,19 @@ pub struct GrowthDraft {
     pub placement: Placement,
     pub state: OptStatePolicy,
     pub state_span: Option<Span>,
+    pub lr_mult: f64,
     /// The `grow` keyword.
     pub span: Span,
 }
+
+/// The options a `grow` statement takes, in the order the docs list them.
+pub const GROWTH_OPTIONS: [&str; 4] = ["init", "placement", "optimizer_state", "lr_mult"];
 
 impl<'p> Checker<'p> {
     pub fn growth_draft(&mut self, g: &Growth<'p>, model_std: f64) -> Option<GrowthDraft> {
         let at = value::time(g.at, "growth time", &mut self.d);
         let to = value::integer(g.to, "depth", 0, &mut self.d);
-        let opts = bind_fields(
-            g.options,
-            &["init", "placement", "optimizer_state"],
-            "growth options",
-            &mut self.d,
-        );
+        let opts = bind_fields(g.options, &GROWTH_OPTIONS, "growth options", &mut self.d);
         let init = match opts.get("init") {
             Some(v) => self.init_value(v, model_std),
             None => Some(InitSpec::Random { std: model_std }),
@@ -53,6 +52,11 @@ impl<'p> Checker<'p> {
         let placement = match opts.get("placement") {
             Some(v) => value::named(v, "placement", d),
             None => Some(Placement::Top),
+        };
+        // 1 is the default: the new blocks train at the run's rates.
+        let lr_mult = match opts.get("lr_mult") {
+            Some(v) => value::non_negative(v, "lr_mult", false, d),
+            None => Some(1.0),
         };
         let state = match opts.get("optimizer_state") {
             Some(v) => value::named(v, "optimizer_state", d),
@@ -66,6 +70,7 @@ impl<'p> Checker<'p> {
             init_span: opts.get("init").map(|v| v.span),
             placement: placement?,
             state: state?,
+            lr_mult: lr_mult?,
             state_span: opts.get("optimizer_state").map(|v| v.span),
             span: g.span,
         })
@@ -269,6 +274,7 @@ pub fn method_rules(
             init: g.init,
             placement: g.placement,
             optimizer_state: g.state,
+            lr_mult: g.lr_mult,
         });
         depth = depth.max(g.to);
     }

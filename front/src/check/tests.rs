@@ -67,8 +67,8 @@ fn std_library_checks_without_errors() {
     assert!(!has_errors(&diags), "{}", render(&diags));
     // 45 tiny recipes (E1-E7 in 8 experiments), 26 mid ones (8 experiments) and 22 GPU-size
     // ones (8 experiments).
-    assert_eq!(spec.runs.len(), 93);
-    assert_eq!(spec.experiments.len(), 24);
+    assert_eq!(spec.runs.len(), 98);
+    assert_eq!(spec.experiments.len(), 26);
     // The warnings std deliberately triggers (multi-stage, zero init, copy(last), late growth).
     let warned: std::collections::BTreeSet<String> =
         diags.iter().map(|d| d.code.to_string()).collect();
@@ -307,6 +307,11 @@ fn one_root_cause_one_diagnostic() {
         "recipe a = tiny_base { seed = -1 }\nrecipe b = a { }\nrecipe c = a { steps = 1000 }",
         "P0203 `seed` must be at least 0, found -1",
     );
+    // A growth's learning-rate multiplier is a number at least 0.
+    expect(
+        "recipe r = tiny_base { start depth 1; grow at 80% to depth 6 { lr_mult: -2 } }",
+        "P0203 `lr_mult` must be at least 0, found -2",
+    );
     // Missing fields: reported at the root recipe only.
     assert_eq!(
         codes("recipe base { seed = 1 }\nrecipe a = base { }\nrecipe b = base { }"),
@@ -353,7 +358,7 @@ recipe full {
   optimizer = adamw(lr: 1e-3)
   schedule  = wsd(warmup: 10 steps, decay: 10%)
   start depth 1
-  grow at 80% to depth 6 { init: copy(interleave), optimizer_state: copy, placement: bottom }
+  grow at 80% to depth 6 { init: copy(interleave), optimizer_state: copy, placement: bottom, lr_mult: 2.5 }
 }
 "#,
         "full",
@@ -410,6 +415,7 @@ recipe full {
             },
             placement: Placement::Bottom,
             optimizer_state: OptStatePolicy::Copy,
+            lr_mult: 2.5,
         }]
     );
     assert_eq!(r.depth_at(799), 1);

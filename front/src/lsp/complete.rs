@@ -7,8 +7,8 @@
 use lsp_types::{CompletionItem, CompletionItemKind};
 
 use crate::check::{
-    EXPERIMENT_FIELDS, INIT_OPTIONS, MODEL_FIELDS, OPTIMIZER_FUNCS, RECIPE_KEYS, SCHEDULE_FUNCS,
-    SPLIT_OPTIONS,
+    EXPERIMENT_FIELDS, GROWTH_OPTIONS, INIT_OPTIONS, MODEL_FIELDS, OPTIMIZER_FUNCS, RECIPE_KEYS,
+    SCHEDULE_FUNCS, SPLIT_OPTIONS,
 };
 use crate::plan::spec::{
     CopyLayout, DataFormat, DecayShape, OptStatePolicy, Placement, ResidualScaling, Tokenizer,
@@ -158,7 +158,7 @@ pub(super) fn completions(p: &Program, text: &str, offset: usize) -> Vec<Complet
                 .iter()
                 .map(|k| item(k, field, "model field"))
                 .collect(),
-            Block::Grow => ["init", "placement", "optimizer_state"]
+            Block::Grow => GROWTH_OPTIONS
                 .iter()
                 .map(|k| item(k, field, "growth option"))
                 .collect(),

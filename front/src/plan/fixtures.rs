@@ -49,6 +49,7 @@ pub fn grow(at: u64, from: usize, to: usize) -> GrowthSpec {
         init: InitSpec::Random { std: 0.02 },
         placement: Placement::Top,
         optimizer_state: OptStatePolicy::Keep,
+        lr_mult: 1.0,
     }
 }
 

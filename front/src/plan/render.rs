@@ -70,12 +70,13 @@ pub fn render_dot(plan: &Plan) -> String {
         let label = match &e.weight {
             Transition::Continue => "continue".to_string(),
             Transition::Grow(g) => format!(
-                "grow {} -> {}\\ninit {}\\nplacement {}\\noptimizer state {}",
+                "grow {} -> {}\\ninit {}\\nplacement {}\\noptimizer state {}{}",
                 g.from_depth,
                 g.to_depth,
                 init_name(&g.init),
                 g.placement,
-                g.optimizer_state
+                g.optimizer_state,
+                lr_mult_text(g, "\\n")
             ),
         };
         let _ = writeln!(
@@ -523,14 +524,24 @@ fn schedule_text(s: &ScheduleSpec) -> String {
 /// One growth in words: `grow 0 -> 6 at step 3200: init random(std 0.02), placement top, ...`.
 pub fn growth_text(g: &GrowthSpec) -> String {
     format!(
-        "grow {} -> {} at step {}: init {}, placement {}, optimizer state {}",
+        "grow {} -> {} at step {}: init {}, placement {}, optimizer state {}{}",
         g.from_depth,
         g.to_depth,
         g.at_step,
         init_name(&g.init),
         g.placement,
-        g.optimizer_state
+        g.optimizer_state,
+        lr_mult_text(g, ", ")
     )
+}
+
+/// `lr_mult` only when it is not the default, after `sep`.
+fn lr_mult_text(g: &GrowthSpec, sep: &str) -> String {
+    if g.lr_mult == 1.0 {
+        String::new()
+    } else {
+        format!("{sep}new blocks' lr x{}", g.lr_mult)
+    }
 }
 
 fn init_name(i: &InitSpec) -> String {
@@ -605,6 +616,13 @@ mod tests {
             "grow 0 -> 2 at step 80: init random(std 0.02), placement top, optimizer state keep"
         ));
         assert!(text.contains("4 x 32 = 128 tokens/step"));
+        // The new blocks' LR multiplier shows only when it is not the default.
+        assert!(!text.contains("new blocks' lr"));
+        let mut run = tiny_run();
+        run.growths[0].lr_mult = 3.0;
+        assert!(
+            render_text(&compile_run(&run)).contains("optimizer state keep, new blocks' lr x3")
+        );
         assert!(!text.contains('\x1b'), "no colors");
         assert!(text.lines().all(|l| l == l.trim_end()));
     }

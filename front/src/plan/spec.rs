@@ -342,6 +342,18 @@ pub struct GrowthSpec {
     pub init: InitSpec,
     pub placement: Placement,
     pub optimizer_state: OptStatePolicy,
+    /// Multiplies the learning rate of the blocks this growth adds, for the rest of the run.
+    /// Left out of the JSON when 1, so the run hash of a recipe without it is unchanged.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub lr_mult: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 /// One fully resolved run: everything `exec` needs to train it.

@@ -9,6 +9,9 @@
 //!   guarantees the state is identical), and a copy of its metrics before `s`, so the prefix is
 //!   never retrained. The donor is usually an earlier run; a later one counts too when its
 //!   directory already holds that checkpoint (a finished run copied in from another experiment);
+//! - a run directory already there must hold that very run (its `run.json` recipe equal to the
+//!   plan's), or nothing trains: a directory copied in under the wrong name is neither
+//!   continued, nor counted as finished, nor used as a donor;
 //! - a finished run (`summary.json` present, all steps done) is never redone, and an
 //!   interrupted one resumes from its latest checkpoint: re-running the same command continues
 //!   an interrupted experiment;
@@ -90,6 +93,54 @@ pub fn read_plan(dir: &Path) -> Result<Plan, ExecError> {
     })
 }
 
+/// Checks that `dir`, when it holds a run already, holds `rp`: the recipe in its `run.json`
+/// is the plan's (compared as values, so a file from an older progc that lacks a field added
+/// since with its default still matches).
+fn check_run_dir(dir: &Path, rp: &RunPlan) -> Result<(), ExecError> {
+    let path = dir.join("run.json");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ExecError::io("read", &path, e)),
+    };
+    let name = &rp.spec.name;
+    let move_it = "move that directory out of the experiment (or delete it) and run again; \
+                   only a finished or interrupted run of this very recipe may be copied in";
+    let theirs: RunPlan = serde_json::from_str(&text).map_err(|e| {
+        ExecError::new(
+            ErrorKind::Checkpoint,
+            format!("{} is damaged or not a progc run: {e}", path.display()),
+        )
+        .with_help(move_it)
+    })?;
+    if theirs.spec == rp.spec {
+        return Ok(());
+    }
+    // Name the first setting that differs, to tell a stale copy from a wrong one.
+    let fields = |s| match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => Default::default(),
+    };
+    let (a, b) = (fields(&theirs.spec), fields(&rp.spec));
+    let mut keys: Vec<&String> = b
+        .iter()
+        .filter(|(k, v)| a.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort_by_key(|k| *k == "name");
+    let differs = keys
+        .first()
+        .map_or_else(String::new, |k| format!(" (`{k}` differs)"));
+    Err(ExecError::new(
+        ErrorKind::Checkpoint,
+        format!(
+            "{} holds a run of another recipe than `{name}`{differs}",
+            dir.display()
+        ),
+    )
+    .with_help(move_it))
+}
+
 fn log_trained(dir: &Path, t: &Trained) -> Result<(), ExecError> {
     let path = dir.join("trained.jsonl");
     let mut f = fs::OpenOptions::new()
@@ -162,6 +213,9 @@ pub fn run_experiment(
     }
     let _lock = train::take_lock(root, opts.parallel.as_ref())?;
     claim_dir(root, plan)?;
+    for rp in &plan.runs {
+        check_run_dir(&root.join(&rp.spec.name), rp)?;
+    }
     for (i, rp) in plan.runs.iter().enumerate() {
         let name = &rp.spec.name;
         let dir = root.join(name);

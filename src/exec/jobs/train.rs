@@ -22,11 +22,11 @@
 //! Output directory: `run.json` (the `RunPlan`), `metrics.jsonl`, `summary.json`, `loss.png`,
 //! `loss.svg`, `checkpoints/latest.safetensors` and `checkpoints/step-<N>.safetensors` at segment boundaries.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -41,7 +41,7 @@ use crate::exec::io::data::{
 use crate::exec::io::lock::{DirLock, lock_dir};
 use crate::exec::io::metrics::{MetricRow, Summary, read_metrics};
 use crate::exec::io::plot::plot_losses;
-use crate::exec::network::grow::grow;
+use crate::exec::network::grow::{block_origins, grow};
 use crate::exec::network::kernels::{Kernels, TrainBackend};
 use crate::exec::network::model::Gpt2;
 use crate::exec::network::optim::Optimizer;
@@ -416,6 +416,7 @@ impl Job<'_> {
         let mut clock = Clock::start(&st.timing);
         let mut checkpoints = CheckpointPolicy::new(dir, plan, &opts.checkpoint_at);
         let mut groups = st.model.param_groups();
+        st.opt.set_lr_mults(new_block_lr_mults(&st.model, spec));
         let mut window = LossWindow::<B>(None);
         let mut stopped_at = None;
 
@@ -427,6 +428,7 @@ impl Job<'_> {
                 let seed = derive_seed(spec.seed, SALT_GROW + s);
                 st.model = grow_with_policy(st.model, &mut st.opt, g, &spec.model, seed, &device)?;
                 groups = st.model.param_groups();
+                st.opt.set_lr_mults(new_block_lr_mults(&st.model, spec));
                 replicas.agree(
                     &format!("after the growth at step {s}"),
                     run_id,
@@ -622,6 +624,28 @@ pub fn grow_with_policy<B: TrainBackend>(
     Ok(grown.model)
 }
 
+/// The LR multiplier of every parameter in a block that a growth so far added with an
+/// `lr_mult` other than 1. Derived from the recipe and the model's depth, so a resumed run
+/// gets the same rates as one that never stopped.
+fn new_block_lr_mults<B: Backend>(model: &Gpt2<B>, spec: &RunSpec) -> HashMap<ParamId, f64> {
+    // Growths strictly deepen the model: the ones done are those it is already as deep as.
+    let n = spec
+        .growths
+        .iter()
+        .take_while(|g| g.to_depth <= model.depth())
+        .count();
+    let done = &spec.growths[..n];
+    let origins = block_origins(spec.start_depth, done);
+    model
+        .block_param_ids()
+        .into_iter()
+        .zip(origins)
+        .filter_map(|(ids, o)| Some((ids, done[o?].lr_mult)))
+        .filter(|&(_, m)| m != 1.0)
+        .flat_map(|(ids, m)| ids.into_iter().map(move |id| (id, m)))
+        .collect()
+}
+
 /// Loads the run's corpus and checks that it fits the batch and the model's vocabulary.
 pub(crate) fn open_corpus(spec: &RunSpec) -> Result<Corpus, ExecError> {
     let corpus = load_corpus(&spec.data)?;
@@ -761,6 +785,7 @@ mod tests {
             init,
             placement: Placement::Top,
             optimizer_state: pol,
+            lr_mult: 1.0,
         }
     }
 
@@ -863,6 +888,63 @@ mod tests {
         };
         assert_eq!(losses(&ra), losses(&rb));
         assert!(a.final_val_loss.is_finite());
+    }
+
+    /// A growth's `lr_mult` reaches the new blocks only, survives a resume, and leaves the run
+    /// hash of a recipe without it unchanged.
+    #[test]
+    fn new_blocks_lr_mult_scales_only_them_and_survives_resume() {
+        let dir = temp("lr_mult");
+        let corpus = write_corpus(&dir);
+        let grown = |m: f64| {
+            let g = GrowthSpec {
+                lr_mult: m,
+                ..growth(
+                    8,
+                    1,
+                    3,
+                    InitSpec::Random { std: 0.02 },
+                    OptStatePolicy::Keep,
+                )
+            };
+            plan(spec(corpus.clone(), 16, 1, vec![g]))
+        };
+        let blocks = |d: &Path, b: &str| -> Vec<(String, Vec<f32>)> {
+            let mut ps = final_params(d);
+            ps.retain(|(n, _)| n.starts_with(b));
+            assert!(!ps.is_empty(), "{b}");
+            ps
+        };
+        // lr_mult 0 freezes the new blocks at their init: after one step at depth 3 and after
+        // eight they are the same, while the old block and the embeddings move.
+        let frozen = grown(0.0);
+        let (f9, f16) = (dir.join("f9"), dir.join("f16"));
+        run(&frozen, &opts(&f9, Some(9))).unwrap();
+        run(&frozen, &opts(&f16, None)).unwrap();
+        for b in ["blocks.1.", "blocks.2."] {
+            assert_eq!(blocks(&f9, b), blocks(&f16, b), "{b}");
+        }
+        assert_ne!(blocks(&f9, "blocks.0."), blocks(&f16, "blocks.0."));
+        assert_ne!(blocks(&f9, "wte"), blocks(&f16, "wte"));
+        // lr_mult 3: stopped after the growth and resumed, bit-identical to one session; and
+        // its new blocks end elsewhere than at lr_mult 1.
+        let fast = grown(3.0);
+        let (a, b, one) = (dir.join("a"), dir.join("b"), dir.join("one"));
+        run(&fast, &opts(&a, None)).unwrap();
+        run(&fast, &opts(&b, Some(11))).unwrap();
+        resume(&b, &opts(&b, None)).unwrap();
+        assert_eq!(final_params(&a), final_params(&b));
+        run(&grown(1.0), &opts(&one, None)).unwrap();
+        assert_ne!(blocks(&a, "blocks.1."), blocks(&one, "blocks.1."));
+        // 1 is not written, so recipes without the option keep their run hash.
+        let spec1 = grown(1.0).spec;
+        let g1 = serde_json::to_string(&spec1.growths[0]).unwrap();
+        assert!(!g1.contains("lr_mult"), "{g1}");
+        let g3 = serde_json::to_string(&fast.spec.growths[0]).unwrap();
+        assert!(g3.contains("\"lr_mult\":3.0"), "{g3}");
+        let json = serde_json::to_string(&spec1).unwrap();
+        let back: RunSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.growths[0].lr_mult, 1.0);
     }
 
     #[test]

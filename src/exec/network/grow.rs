@@ -44,6 +44,36 @@ pub fn copy_source(layout: CopyLayout, i: usize, from: usize, to: usize) -> usiz
     }
 }
 
+/// Which growth added each block of the model after `growths` (index into `growths`; `None`:
+/// a block of the start depth, or the original a copy was taken from). Mirrors the layout
+/// [`grow`] builds, so a resumed run can tell the new blocks apart without a record of them.
+pub fn block_origins(start_depth: usize, growths: &[GrowthSpec]) -> Vec<Option<usize>> {
+    let mut origins = vec![None; start_depth];
+    for (gi, g) in growths.iter().enumerate() {
+        let (from, to) = (g.from_depth, g.to_depth);
+        origins = if let InitSpec::Copy { layout } = g.init {
+            let mut used = vec![false; from];
+            (0..to)
+                .map(|i| {
+                    let s = copy_source(layout, i, from, to);
+                    if std::mem::replace(&mut used[s], true) {
+                        Some(gi)
+                    } else {
+                        origins[s]
+                    }
+                })
+                .collect()
+        } else {
+            let fresh = std::iter::repeat_n(Some(gi), to.saturating_sub(from));
+            match g.placement {
+                Placement::Top => origins.into_iter().chain(fresh).collect(),
+                Placement::Bottom => fresh.chain(origins).collect(),
+            }
+        };
+    }
+    origins
+}
+
 pub fn grow<B: Backend>(
     model: Gpt2<B>,
     g: &GrowthSpec,
@@ -163,6 +193,7 @@ mod tests {
             init,
             placement,
             optimizer_state: OptStatePolicy::Keep,
+            lr_mult: 1.0,
         }
     }
 
@@ -267,6 +298,45 @@ mod tests {
         let g = growth(1, 3, InitSpec::Random { std: 0.02 }, Placement::Top);
         let (after, _) = logits_vec(&grow(m, &g, &spec, 3, &dev).unwrap().model, &rows);
         assert_ne!(before, after);
+    }
+
+    /// `block_origins` marks exactly the blocks whose ids `grow` reports as new, for every
+    /// init and placement, over two growths.
+    #[test]
+    fn block_origins_match_the_blocks_grow_creates() {
+        let spec = tiny_spec(6);
+        let dev = Default::default();
+        let inits = [
+            InitSpec::Random { std: 0.02 },
+            InitSpec::Zero,
+            InitSpec::Copy {
+                layout: CopyLayout::Stack,
+            },
+            InitSpec::Copy {
+                layout: CopyLayout::Interleave,
+            },
+            InitSpec::Copy {
+                layout: CopyLayout::Last,
+            },
+        ];
+        for init in inits {
+            for placement in [Placement::Top, Placement::Bottom] {
+                let gs = [growth(1, 3, init, placement), growth(3, 6, init, placement)];
+                let mut m = Gpt2::<TB>::new(&spec, 1, 5, &dev);
+                let mut added: Vec<Vec<ParamId>> = Vec::new();
+                for (k, g) in gs.iter().enumerate() {
+                    let grown = grow(m, g, &spec, k as u64, &dev).unwrap();
+                    added.push(grown.new_ids);
+                    m = grown.model;
+                    let origins = block_origins(1, &gs[..=k]);
+                    assert_eq!(origins.len(), m.depth());
+                    for (b, ids) in m.block_param_ids().iter().enumerate() {
+                        let by_ids = added.iter().position(|a| a.contains(&ids[0]));
+                        assert_eq!(origins[b], by_ids, "{init:?} {placement:?} block {b}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

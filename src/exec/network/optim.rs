@@ -14,6 +14,8 @@
 //! - `step` is deterministic given (state, params, grads, lr): `save` -> `load` resumes exactly.
 //! - Host syncs in `step`: none, except one scalar read of the global gradient norm when
 //!   clipping is on (or `set_report_norm(true)`); otherwise `step` returns a norm of `0.0`.
+//! - Per-parameter LR multipliers ([`Optimizer::set_lr_mults`], a growth's `lr_mult`) multiply
+//!   the group's rate and are not saved: the training loop derives them from the recipe.
 //! - Muon's scale `sqrt(max(1, fan_out / fan_in))` assumes burn's `Linear` layout, where a
 //!   weight is `[fan_in, fan_out]` (rows = inputs); see [`muon_scale`].
 
@@ -119,6 +121,8 @@ pub struct Optimizer<B: TrainBackend> {
     spec: OptimizerSpec,
     states: HashMap<ParamId, ParamState<B::InnerBackend>>,
     report_norm: bool,
+    /// Extra LR multipliers by parameter (absent: 1).
+    lr_mults: HashMap<ParamId, f64>,
 }
 
 impl<B: TrainBackend> Optimizer<B> {
@@ -127,7 +131,14 @@ impl<B: TrainBackend> Optimizer<B> {
             spec: *spec,
             states: HashMap::new(),
             report_norm: false,
+            lr_mults: HashMap::new(),
         }
+    }
+
+    /// Multiplies these parameters' learning rates (on top of their group's) from the next step
+    /// on; replaces the previous set.
+    pub fn set_lr_mults(&mut self, mults: HashMap<ParamId, f64>) {
+        self.lr_mults = mults;
     }
 
     pub fn spec(&self) -> &OptimizerSpec {
@@ -216,6 +227,7 @@ impl<B: TrainBackend> Optimizer<B> {
             grads: &mut grads,
             scale,
             groups,
+            lr_mults: &self.lr_mults,
         };
         let model = model.map(&mut mapper);
         (model, norm)
@@ -399,6 +411,7 @@ struct UpdateMapper<'a, B: TrainBackend> {
     /// Global clip factor `min(1, c / (norm + eps))`, shape `[1]`.
     scale: Option<Tensor<B::InnerBackend, 1>>,
     groups: &'a HashMap<ParamId, ParamGroup>,
+    lr_mults: &'a HashMap<ParamId, f64>,
 }
 
 impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
@@ -431,10 +444,11 @@ impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
             .remove(&id)
             .filter(|s| s.shape == dims && s.v.is_some() == muon.is_none());
         let p = p.reshape([n]);
+        let mult = self.rates.mult(group) * self.lr_mults.get(&id).copied().unwrap_or(1.0);
         let (p, state) = match muon {
             Some(m) => muon_update(
                 &m,
-                self.rates.muon * self.rates.mult(group),
+                self.rates.muon * mult,
                 [dims[0], dims[dims.len() - 1]],
                 p,
                 g,
@@ -446,14 +460,7 @@ impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
                     OptimizerSpec::Muon(m) => m.adam,
                 };
                 let decay = matches!(group, ParamGroup::Embed | ParamGroup::Hidden);
-                adamw_update(
-                    &adam,
-                    self.rates.adam * self.rates.mult(group),
-                    decay,
-                    p,
-                    g,
-                    prev,
-                )
+                adamw_update(&adam, self.rates.adam * mult, decay, p, g, prev)
             }
         };
         self.states.insert(
