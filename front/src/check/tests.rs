@@ -67,8 +67,8 @@ fn std_library_checks_without_errors() {
     assert!(!has_errors(&diags), "{}", render(&diags));
     // 45 tiny recipes (E1-E7 in 8 experiments), 26 mid ones (8 experiments) and 22 GPU-size
     // ones (8 experiments).
-    assert_eq!(spec.runs.len(), 98);
-    assert_eq!(spec.experiments.len(), 26);
+    assert_eq!(spec.runs.len(), 100);
+    assert_eq!(spec.experiments.len(), 27);
     // The warnings std deliberately triggers (multi-stage, zero init, copy(last), late growth).
     let warned: std::collections::BTreeSet<String> =
         diags.iter().map(|d| d.code.to_string()).collect();
