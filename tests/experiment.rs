@@ -187,6 +187,22 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Copies a run directory into another experiment, as a user would with `cp -r`.
+fn copy_dir(from: &Path, to: &Path) {
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(
+        copied.success(),
+        "cp -r {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
 #[test]
 fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     let dir = temp("donor");
@@ -203,13 +219,7 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     );
     let b = dir.join("b");
     std::fs::create_dir_all(&b).expect("b");
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(a.join("early"))
-        .arg(b.join("early"))
-        .status()
-        .expect("cp");
-    assert!(copied.success());
+    copy_dir(&a.join("early"), &b.join("early"));
     run_experiment(&second, &opts(&b, None))
         .expect("b")
         .expect("finished");
@@ -231,13 +241,7 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     run_experiment(&other, &opts(&s5, None)).expect("s5");
     let c = dir.join("c");
     std::fs::create_dir_all(&c).expect("c");
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(s5.join("early@seed5"))
-        .arg(c.join("early"))
-        .status()
-        .expect("cp");
-    assert!(copied.success());
+    copy_dir(&s5.join("early@seed5"), &c.join("early"));
     let e = run_experiment(&second, &opts(&c, None)).expect_err("foreign run");
     assert!(
         e.message
