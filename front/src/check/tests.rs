@@ -776,6 +776,46 @@ fn data_paths_resolve_against_the_declaring_file() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A library file in a `std/` folder resolves its data paths from the folder above it, edited
+/// or not, so editing `std/paper.prog` does not move its corpus; other files there do not.
+#[test]
+fn an_edited_std_file_resolves_its_data_from_above_std() {
+    let dir = std::env::temp_dir().join(format!("progc-check-std-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("std")).expect("temp dir");
+    let paper = crate::syntax::StdLib::get("paper.prog").expect("std paper");
+    let edited = dir.join("std").join("paper.prog");
+    std::fs::write(&edited, format!("{paper}\n// edited\n")).expect("write");
+    let (program, load_diags) = crate::syntax::load_program(&edited, &[]).expect("load");
+    assert!(load_diags.is_empty(), "{load_diags:?}");
+    let (spec, diags) = super::check(&program);
+    assert!(!has_errors(&diags), "{}", render(&diags));
+    let r = spec
+        .runs
+        .iter()
+        .find(|r| r.name == "mid_fixed")
+        .expect("mid_fixed");
+    assert_eq!(r.data.path, "data/big/corpus.txt");
+    assert_eq!(
+        r.data.resolved_path,
+        dir.join("data/big/corpus.txt").display().to_string()
+    );
+    // Any other file in a folder named `std` is an ordinary recipe file.
+    let mine = dir.join("std").join("mine.prog");
+    std::fs::write(
+        &mine,
+        "import \"std/paper.prog\"\ndata local = text(\"corpus.txt\", tokenizer: bytes)\nrecipe r = tiny_base { data = local }\n",
+    )
+    .expect("write");
+    let (program, _) = crate::syntax::load_program(&mine, &[]).expect("load");
+    let (spec, _) = super::check(&program);
+    let r = spec.runs.iter().find(|r| r.name == "r").expect("r");
+    assert_eq!(
+        r.data.resolved_path,
+        dir.join("std").join("corpus.txt").display().to_string()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn inherited_problems_point_at_the_users_line() {
     // The child changed the model: the error is shown at the child's change, with the

@@ -51,7 +51,8 @@ pub struct Program {
     /// `--set key=value` overrides, in order; applied to every recipe that is resolved.
     pub overrides: Vec<(Ident, Value)>,
     /// Directory that relative paths written in a file resolve against: the file's own
-    /// directory for disk files; absent (the working directory) for std and in-memory files.
+    /// directory for disk files (the folder above `std/` for a library file there); absent
+    /// (the working directory) for std and in-memory files.
     pub base_dirs: HashMap<FileId, PathBuf>,
 }
 
@@ -191,9 +192,7 @@ impl Loader {
         };
         let file = self.program.sources.add(name, text.clone());
         if let (Origin::Disk(p), false) = (&origin, is_std) {
-            self.program
-                .base_dirs
-                .insert(file, p.parent().unwrap_or(Path::new("")).to_path_buf());
+            self.program.base_dirs.insert(file, base_dir(p));
         }
         let (module, diags) = parse(file, &text);
         self.diags.extend(diags);
@@ -252,6 +251,24 @@ impl Loader {
         if self.seen.insert(key.clone(), ()).is_none() {
             self.add_file(key, name, text, origin);
         }
+    }
+}
+
+/// The directory a disk file's relative paths resolve against: its own, except for a library
+/// file in a `std/` folder (`std/paper.prog`, edited since the build or not), whose paths are
+/// written from the folder holding `std/`, as the embedded copy's are read from the working
+/// directory. Without this, editing `std/paper.prog` would move its corpus to `std/data/...`.
+fn base_dir(p: &Path) -> PathBuf {
+    let dir = p.parent().unwrap_or(Path::new(""));
+    let in_std_folder = dir.file_name().is_some_and(|n| n == "std");
+    let is_library_file = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| StdLib::get(n).is_some());
+    if in_std_folder && is_library_file {
+        dir.parent().unwrap_or(Path::new("")).to_path_buf()
+    } else {
+        dir.to_path_buf()
     }
 }
 
