@@ -231,6 +231,32 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
             .collect::<Vec<_>>(),
         vec![("late", 10, 20)]
     );
+    // A donor without a checkpoint at the end of the shared prefix gives its latest one inside
+    // it: `early` stopped at step 7 (periodic checkpoints at 5, 6, 7) starts `late` at 7, and
+    // `late` ends bit-identical to the one started at 10; `early` then continues from 7.
+    let stopped = dir.join("stopped");
+    run_experiment(&first, &opts(&stopped, Some(7))).expect("stopped");
+    let d = dir.join("d");
+    std::fs::create_dir_all(&d).expect("d");
+    copy_dir(&stopped.join("early"), &d.join("early"));
+    run_experiment(&second, &opts(&d, None))
+        .expect("d")
+        .expect("finished");
+    let trained = read_trained(&d).expect("log");
+    assert_eq!(
+        trained
+            .iter()
+            .map(|t| (t.run.as_str(), t.from, t.to))
+            .collect::<Vec<_>>(),
+        vec![("late", 7, 20), ("early", 7, 20)]
+    );
+    let final_val = |dir: &Path| {
+        Summary::read(&dir.join("late/summary.json"))
+            .expect("late summary")
+            .final_val_loss
+            .to_bits()
+    };
+    assert_eq!(final_val(&d), final_val(&b));
     // Another recipe's run copied in under `early`'s name (seed 5's) is refused before
     // anything trains: not continued, not counted as finished, not a donor.
     let other = toy_experiment(

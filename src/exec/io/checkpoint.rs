@@ -69,12 +69,10 @@ pub fn recent_path(run_dir: &Path, step: u64) -> PathBuf {
         .join(format!("step-{step}.{EXT}"))
 }
 
-/// Deletes periodic checkpoints beyond the newest `keep` (by step number). Errors are ignored:
-/// an extra old file costs disk space, never correctness.
-pub fn prune_recent(run_dir: &Path, keep: usize) {
-    let dir = run_dir.join("checkpoints").join("recent");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
+/// The checkpoints `step-<N>.safetensors` in `dir`, by step number.
+fn step_files(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
     };
     let mut steps: Vec<(u64, PathBuf)> = entries
         .flatten()
@@ -89,10 +87,27 @@ pub fn prune_recent(run_dir: &Path, keep: usize) {
         })
         .collect();
     steps.sort();
+    steps
+}
+
+/// Deletes periodic checkpoints beyond the newest `keep` (by step number). Errors are ignored:
+/// an extra old file costs disk space, never correctness.
+pub fn prune_recent(run_dir: &Path, keep: usize) {
+    let steps = step_files(&run_dir.join("checkpoints").join("recent"));
     let n = steps.len();
     for (_, path) in steps.into_iter().take(n.saturating_sub(keep)) {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// The run's latest checkpoint, kept or periodic, at a step in `1..=max`.
+pub fn latest_at_most(run_dir: &Path, max: u64) -> Option<(u64, PathBuf)> {
+    let dir = run_dir.join("checkpoints");
+    let mut all = step_files(&dir);
+    all.extend(step_files(&dir.join("recent")));
+    all.into_iter()
+        .filter(|&(s, _)| s > 0 && s <= max)
+        .max_by_key(|&(s, _)| s)
 }
 
 /// One stored parameter.

@@ -5,9 +5,10 @@
 //!   at step `s` (the end of their last shared plan node) gets a checkpoint at `s`, written by
 //!   this run (`checkpoints/step-<s>.safetensors`);
 //! - a run whose prefix `[0, s)` is shared with another run of the plan starts from that run's
-//!   checkpoint at `s`, kept or periodic (re-stamped with its own recipe hash: the plan
-//!   guarantees the state is identical), and a copy of its metrics before `s`, so the prefix is
-//!   never retrained. The donor is usually an earlier run; a later one counts too when its
+//!   latest checkpoint at a step `t <= s`, kept or periodic (re-stamped with its own recipe
+//!   hash: the plan guarantees the state is identical), and a copy of its metrics before `t`,
+//!   so `[0, t)` is not retrained; `t = s` whenever the donor trained in this plan, which
+//!   checkpoints there. The donor is usually an earlier run; a later one counts too when its
 //!   directory already holds that checkpoint (a finished run copied in from another experiment);
 //! - a run directory already there must hold that very run (its `run.json` recipe equal to the
 //!   plan's), or nothing trains: a directory copied in under the wrong name is neither
@@ -25,7 +26,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::error::{ErrorKind, ExecError};
-use crate::exec::io::checkpoint::{Checkpoint, latest_path, recent_path, run_hash, step_path};
+use crate::exec::io::checkpoint::{Checkpoint, latest_at_most, latest_path, run_hash, step_path};
 use crate::exec::io::data::write_atomic;
 use crate::exec::io::metrics::{MetricsWriter, Summary, read_metrics};
 use crate::exec::io::report::{ExperimentReport, write_report};
@@ -169,31 +170,32 @@ fn finished(dir: &Path, rp: &RunPlan) -> bool {
     Summary::read(&dir.join("summary.json")).is_ok_and(|s| s.total_steps == rp.spec.total_steps)
 }
 
-/// Starts `rp` in `dir` from `donor`'s checkpoint at step `s`: the prefix is not retrained.
-fn seed_from(donor: &Path, dir: &Path, rp: &RunPlan, s: u64) -> Result<bool, ExecError> {
-    let Some(ck_path) = [step_path(donor, s), recent_path(donor, s)]
-        .into_iter()
-        .find(|p| p.exists())
-    else {
-        return Ok(false);
-    };
-    let mut ck = Checkpoint::read(&ck_path)?;
+/// Starts `rp` in `dir` from `donor`'s checkpoint at step `t` (its latest at or before the end
+/// of their shared prefix), with the donor's metrics before `t`: `[0, t)` is not retrained.
+fn seed_from(
+    donor: &Path,
+    t: u64,
+    ck_path: &Path,
+    dir: &Path,
+    rp: &RunPlan,
+) -> Result<(), ExecError> {
+    let mut ck = Checkpoint::read(ck_path)?;
     ck.run_hash = run_hash(&rp.spec);
     fs::create_dir_all(dir.join("checkpoints")).map_err(io("create directory", dir))?;
     ck.write(&latest_path(dir))?;
-    // This run can in turn be the donor of `[0, s)` for later runs.
-    ck.write(&step_path(dir, s))?;
+    // This run can in turn be the donor of `[0, t)` for later runs.
+    ck.write(&step_path(dir, t))?;
     let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"), &rp.spec.growths)?;
     for row in read_metrics(&donor.join("metrics.jsonl"))?
         .iter()
-        .filter(|r| r.step < s)
+        .filter(|r| r.step < t)
     {
         metrics.write(row)?;
     }
     let json = serde_json::to_string_pretty(rp).unwrap_or_default();
     let path = dir.join("run.json");
     write_atomic(&path, json.as_bytes()).map_err(io("write", &path))?;
-    Ok(true)
+    Ok(())
 }
 
 /// Runs (or continues) every run of `plan`, then writes the report. `Ok(None)` when it stopped
@@ -237,24 +239,27 @@ pub fn run_experiment(
         let latest = latest_path(&dir);
         let mut from = 0;
         if !latest.exists() {
-            // The longest prefix another run already trained (first listed on ties).
-            let mut donors: Vec<(&RunPlan, u64)> = plan
+            // The latest checkpoint inside a prefix shared with another run (first listed on
+            // ties): every step of a shared prefix is the same state, so any of them will do.
+            let best = plan
                 .runs
                 .iter()
                 .enumerate()
                 .filter(|&(j, _)| j != i)
-                .map(|(_, d)| (d, shared_steps(plan, d, rp)))
-                .filter(|&(_, s)| s > 0)
-                .collect();
-            donors.sort_by_key(|&(_, s)| std::cmp::Reverse(s));
-            for (d, s) in donors {
-                if seed_from(&root.join(&d.spec.name), &dir, rp, s)? {
-                    eprintln!(
-                        "experiment: `{name}` starts from `{}` at step {s} (shared prefix)",
-                        d.spec.name
-                    );
-                    break;
-                }
+                .filter_map(|(_, d)| {
+                    let donor = root.join(&d.spec.name);
+                    let (t, path) = latest_at_most(&donor, shared_steps(plan, d, rp))?;
+                    Some((t, path, donor, &d.spec.name))
+                })
+                .fold(None, |best: Option<(u64, _, _, _)>, c| match best {
+                    Some(b) if b.0 >= c.0 => Some(b),
+                    _ => Some(c),
+                });
+            if let Some((t, path, donor, donor_name)) = best {
+                seed_from(&donor, t, &path, &dir, rp)?;
+                eprintln!(
+                    "experiment: `{name}` starts from `{donor_name}` at step {t} (shared prefix)"
+                );
             }
         }
         let summary = if latest.exists() {
