@@ -187,6 +187,15 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The stretches of training an experiment logged, as `(run, from, to)`.
+fn stretches(dir: &Path) -> Vec<(String, u64, u64)> {
+    read_trained(dir)
+        .expect("log")
+        .into_iter()
+        .map(|t| (t.run, t.from, t.to))
+        .collect()
+}
+
 /// Copies a run directory into another experiment, as a user would with `cp -r`.
 fn copy_dir(from: &Path, to: &Path) {
     let copied = std::process::Command::new("cp")
@@ -223,14 +232,7 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     run_experiment(&second, &opts(&b, None))
         .expect("b")
         .expect("finished");
-    let trained = read_trained(&b).expect("log");
-    assert_eq!(
-        trained
-            .iter()
-            .map(|t| (t.run.as_str(), t.from, t.to))
-            .collect::<Vec<_>>(),
-        vec![("late", 10, 20)]
-    );
+    assert_eq!(stretches(&b), [("late".to_string(), 10, 20)]);
     // A donor without a checkpoint at the end of the shared prefix gives its latest one inside
     // it: `early` stopped at step 7 (periodic checkpoints at 5, 6, 7) starts `late` at 7, and
     // `late` ends bit-identical to the one started at 10; `early` then continues from 7.
@@ -242,13 +244,9 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     run_experiment(&second, &opts(&d, None))
         .expect("d")
         .expect("finished");
-    let trained = read_trained(&d).expect("log");
     assert_eq!(
-        trained
-            .iter()
-            .map(|t| (t.run.as_str(), t.from, t.to))
-            .collect::<Vec<_>>(),
-        vec![("late", 7, 20), ("early", 7, 20)]
+        stretches(&d),
+        [("late".to_string(), 7, 20), ("early".to_string(), 7, 20)]
     );
     let final_val = |dir: &Path| {
         Summary::read(&dir.join("late/summary.json"))
