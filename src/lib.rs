@@ -9,3 +9,5 @@ pub use progc_front::{check, diagnostic, lsp, plan, syntax};
 
 pub mod cli;
 pub mod exec;
+#[cfg(test)]
+mod testing;

@@ -1,7 +1,12 @@
 //! The `progc` binary as a user meets it: exit codes, messages for every kind of mistake, and
 //! no panics.
 
+mod support;
+
 use std::process::{Command, Output};
+
+use support::scratch;
+use tempfile::TempDir;
 
 fn progc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_progc"))
@@ -139,8 +144,8 @@ fn explain_every_code_and_reject_unknown_ones() {
 
 #[test]
 fn run_mistakes_are_clear_errors() {
-    let dir = std::env::temp_dir().join(format!("progc-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = scratch("cli");
+    let dir = tmp.path();
     let out_dir = dir.join("out");
     let out_dir = out_dir.to_str().expect("utf-8 temp path");
 
@@ -186,14 +191,12 @@ fn run_mistakes_are_clear_errors() {
     let many = progc(&["run", "examples/gpt2_small.prog", "--out", out_dir]);
     assert_eq!(many.status.code(), Some(2));
     assert!(text(&many).contains("--run NAME"), "{}", text(&many));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn bf16_and_sparse_logging_run_and_are_recorded() {
-    let dir = std::env::temp_dir().join(format!("progc-cli-bf16-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = scratch("cli-bf16");
+    let dir = tmp.path();
     let corpus = std::fs::canonicalize("data/emma.txt").expect("shipped corpus");
     let recipe = dir.join("r.prog");
     std::fs::write(
@@ -247,14 +250,12 @@ fn bf16_and_sparse_logging_run_and_are_recorded() {
         .as_f64()
         .expect("a finite val loss");
     assert!(loss > 0.0 && loss < 6.0, "{loss}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn tokenized_shards_train_in_both_formats_and_bad_shards_write_nothing() {
-    let dir = std::env::temp_dir().join(format!("progc-cli-shards-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = scratch("cli-shards");
+    let dir = tmp.path();
     // Two text files cut from the shipped corpus.
     let emma = std::fs::read("data/emma.txt").expect("shipped corpus");
     let (a, b) = (dir.join("a.txt"), dir.join("b.txt"));
@@ -331,15 +332,13 @@ fn tokenized_shards_train_in_both_formats_and_bad_shards_write_nothing() {
         "a bad shard must not create the run directory"
     );
     assert_no_panic(&run);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A small recipe in its own temp folder: 1 layer, `steps` steps of 2 x 128 bytes of Emma,
 /// a checkpoint every 20 steps.
-fn small_recipe(tag: &str, steps: u64) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("progc-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+fn small_recipe(tag: &str, steps: u64) -> (TempDir, std::path::PathBuf) {
+    let tmp = scratch(&format!("cli-{tag}"));
+    let dir = tmp.path();
     let corpus = std::fs::canonicalize("data/emma.txt").expect("shipped corpus");
     let recipe = dir.join("r.prog");
     std::fs::write(
@@ -353,7 +352,7 @@ fn small_recipe(tag: &str, steps: u64) -> (std::path::PathBuf, std::path::PathBu
         ),
     )
     .expect("recipe");
-    (dir, recipe)
+    (tmp, recipe)
 }
 
 fn metric_steps(dir: &std::path::Path) -> Vec<u64> {
@@ -367,7 +366,8 @@ fn metric_steps(dir: &std::path::Path) -> Vec<u64> {
 
 #[test]
 fn one_writer_per_run_directory() {
-    let (dir, recipe) = small_recipe("lock", 100_000);
+    let (tmp, recipe) = small_recipe("lock", 100_000);
+    let dir = tmp.path();
     let r = recipe.to_str().expect("utf-8 path");
     let out_dir = dir.join("out");
     let out = out_dir.to_str().expect("utf-8 path");
@@ -431,12 +431,12 @@ fn one_writer_per_run_directory() {
         done + 29,
         "stopped after step {stop}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn runs_started_together_get_their_own_default_directories() {
-    let (dir, recipe) = small_recipe("fresh", 10);
+    let (tmp, recipe) = small_recipe("fresh", 10);
+    let dir = tmp.path();
     let r = recipe.to_str().expect("utf-8 path");
     let start = || {
         Command::new(env!("CARGO_BIN_EXE_progc"))
@@ -458,7 +458,6 @@ fn runs_started_together_get_their_own_default_directories() {
         let steps = metric_steps(&dir.join(d));
         assert_eq!(steps.len(), 10, "{d}: {steps:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Starts a long run of `recipe` into `out`, waits for `rows` metric rows, sends `signal`
@@ -501,7 +500,8 @@ fn stop_with(recipe: &str, out: &std::path::Path, resume: bool, signal: &str) ->
 
 #[test]
 fn stop_signals_save_the_step_and_resume_bit_identically() {
-    let (dir, recipe) = small_recipe("signal", 100_000);
+    let (tmp, recipe) = small_recipe("signal", 100_000);
+    let dir = tmp.path();
     let r = recipe.to_str().expect("utf-8 path");
     let out = dir.join("out");
     let out_s = out.to_str().expect("utf-8 path");
@@ -549,12 +549,12 @@ fn stop_signals_save_the_step_and_resume_bit_identically() {
             .collect()
     };
     assert_eq!(losses(&out), losses(&reference));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_wall_clock_bound_writes_checkpoints_between_the_step_ones() {
-    let (dir, recipe) = small_recipe("clock", 100_000);
+    let (tmp, recipe) = small_recipe("clock", 100_000);
+    let dir = tmp.path();
     // The recipe checkpoints every 20 steps; a 1 s clock with the step cadence at 5% (5,000
     // steps, never reached here) leaves only the clock's checkpoints in recent/.
     let src = std::fs::read_to_string(&recipe)
@@ -604,7 +604,6 @@ fn a_wall_clock_bound_writes_checkpoints_between_the_step_ones() {
         recent.iter().all(|s| s % 5000 != 0 && *s < 1500),
         "{recent:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The TensorBoard event file beside `metrics.jsonl` holds the same rows, once each, after a
@@ -612,7 +611,8 @@ fn a_wall_clock_bound_writes_checkpoints_between_the_step_ones() {
 #[test]
 fn tensorboard_events_match_the_metrics_across_a_resume() {
     use progc::exec::io::events::{event_files, read_events};
-    let (dir, recipe) = small_recipe("tb", 60);
+    let (tmp, recipe) = small_recipe("tb", 60);
+    let dir = tmp.path();
     // With a growth 0 -> 1 at step 40, noted as text.
     let src = std::fs::read_to_string(&recipe).expect("recipe").replace(
         "checkpoint_every = 20\n",
@@ -681,5 +681,4 @@ fn tensorboard_events_match_the_metrics_across_a_resume() {
         by_flops.windows(2).all(|w| w[0] < w[1]),
         "one point per MFLOP step"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

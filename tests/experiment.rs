@@ -1,7 +1,10 @@
 //! Experiments end to end on a toy corpus: shared prefixes are trained once, an interrupted
 //! experiment resumes without retraining, and the report agrees with the runs' summaries.
 
+mod support;
+
 use std::path::{Path, PathBuf};
+use support::scratch;
 
 use progc::check::check_source;
 use progc::diagnostic::has_errors;
@@ -10,13 +13,6 @@ use progc::exec::io::metrics::{Summary, read_metrics};
 use progc::exec::jobs::experiment::{read_trained, run_experiment};
 use progc::exec::jobs::train::{self, RunOptions};
 use progc::plan::{Plan, compile_experiment, compile_run};
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("progc-exp-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 /// Sentences of a few words in random order: more than bigram structure, deterministic.
 fn write_corpus(dir: &Path) -> PathBuf {
@@ -98,7 +94,8 @@ fn opts(dir: &Path, stop_after: Option<u64>) -> RunOptions {
 
 #[test]
 fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
-    let dir = temp("shared");
+    let tmp = scratch("shared");
+    let dir = tmp.path();
     let corpus = write_corpus(&dir);
     let plan = toy_plan(&corpus);
     assert_eq!(
@@ -184,7 +181,6 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let before = read_trained(&out).expect("log").len();
     run_experiment(&plan, &opts(&out, None)).expect("again");
     assert_eq!(read_trained(&out).expect("log").len(), before);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The stretches of training an experiment logged, as `(run, from, to)`.
@@ -214,7 +210,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
-    let dir = temp("donor");
+    let tmp = scratch("donor");
+    let dir = tmp.path();
     let corpus = write_corpus(&dir);
     // `early` alone: it keeps its checkpoint at step 10, before its growth.
     let first = toy_experiment(&corpus, "experiment a { runs: [early], reference: early }");
@@ -274,12 +271,12 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     );
     assert!(read_trained(&c).expect("log").is_empty());
     assert!(!c.join("late").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn seeds_train_every_run_per_seed_and_report_over_them() {
-    let dir = temp("seeds");
+    let tmp = scratch("seeds");
+    let dir = tmp.path();
     let corpus = write_corpus(&dir);
     let plan = toy_experiment(
         &corpus,
@@ -356,5 +353,4 @@ fn seeds_train_every_run_per_seed_and_report_over_them() {
         svg.contains("late (mean of 2)"),
         "the plot has one curve per recipe"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

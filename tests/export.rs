@@ -1,8 +1,11 @@
 //! `progc export` and `progc sample` on a real (tiny) run: the files transformers needs, the
 //! eval-loss parity of the exported weights read back into progc, the refusals, and sampling.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::scratch;
 
 use progc::exec::io::data::Batch;
 use progc::exec::io::hf::from_hf;
@@ -63,8 +66,8 @@ fn tiny_run(dir: &Path) -> PathBuf {
 
 #[test]
 fn export_writes_a_gpt2_folder_with_progcs_loss() {
-    let dir = std::env::temp_dir().join(format!("progc-export-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = scratch("export");
+    let dir = tmp.path();
     let run = tiny_run(&dir);
     let hf = dir.join("hf");
 
@@ -209,5 +212,4 @@ fn export_writes_a_gpt2_folder_with_progcs_loss() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
         assert!(text(&o).contains("help:"), "{bad:?}: {}", text(&o));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,9 @@
 //! input. The fuzz corpus's valid inputs get the same checks in `front/tests/fuzz.rs`. Also the
 //! command itself: `--check`, rewriting, files that do not parse or are not UTF-8.
 
-use std::path::Path;
+mod support;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use progc::diagnostic::FileId;
@@ -12,6 +14,7 @@ use progc::plan::render::render_json;
 use progc::plan::{compile_experiment, compile_run};
 use progc::syntax::fmt::{FmtError, format_source};
 use progc::syntax::{load_program, load_source};
+use support::scratch;
 
 fn fmt(text: &str) -> String {
     match format_source(FileId(0), text) {
@@ -133,9 +136,8 @@ fn progc(args: &[&str]) -> Output {
         .expect("runs progc")
 }
 
-fn temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("progc-fmt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// Writes `bytes` to `dir/name`.
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
@@ -143,10 +145,11 @@ fn temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
 
 #[test]
 fn cli_check_lists_unformatted_files_and_fmt_rewrites_them() {
+    let tmp = scratch("fmt");
     let messy = b"recipe r = b {start depth 0}\n";
-    let p = temp("messy.prog", messy);
+    let p = write(tmp.path(), "messy.prog", messy);
     let ps = p.to_str().unwrap();
-    let ok = temp("ok.prog", b"recipe r = b { start depth 0 }\n");
+    let ok = write(tmp.path(), "ok.prog", b"recipe r = b { start depth 0 }\n");
     let oks = ok.to_str().unwrap();
 
     let out = progc(&["fmt", "--check", ps, oks]);
@@ -165,15 +168,16 @@ fn cli_check_lists_unformatted_files_and_fmt_rewrites_them() {
 
 #[test]
 fn cli_fmt_leaves_broken_files_alone() {
+    let tmp = scratch("fmt");
     let broken = b"recipe r {\n  grow at 80% depth 6\n}\n";
-    let p = temp("broken.prog", broken);
+    let p = write(tmp.path(), "broken.prog", broken);
     let out = progc(&["fmt", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("P0001"));
     assert_eq!(std::fs::read(&p).unwrap(), broken);
 
     let latin1 = b"// caf\xe9\nrecipe r = b { }\n";
-    let q = temp("latin1.prog", latin1);
+    let q = write(tmp.path(), "latin1.prog", latin1);
     let out = progc(&["fmt", q.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("P0002"));
@@ -182,7 +186,8 @@ fn cli_fmt_leaves_broken_files_alone() {
 
 #[test]
 fn cli_check_reports_non_utf8_as_p0002_with_the_offset() {
-    let p = temp("bad.prog", b"recipe ok = b { }\n// \xff\xfe\n");
+    let tmp = scratch("fmt");
+    let p = write(tmp.path(), "bad.prog", b"recipe ok = b { }\n// \xff\xfe\n");
     let out = progc(&["check", p.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -2,9 +2,12 @@
 //! during checkpoint writes) and resumed after each kill ends with the metrics and the final
 //! checkpoint of the uninterrupted run, bit for bit (wall-clock fields aside).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::scratch;
 
 const STEPS: u64 = 400;
 const GROWTH: u64 = 200;
@@ -74,9 +77,8 @@ fn recipe(dir: &Path) -> PathBuf {
 
 #[test]
 fn killed_anywhere_and_resumed_ends_bit_identical() {
-    let dir = std::env::temp_dir().join(format!("progc-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tmp = scratch("kill");
+    let dir = tmp.path();
     let r = recipe(&dir);
     let r = r.to_str().expect("utf-8 path");
     let base = ["--device", "cpu", "--no-progress"];
@@ -148,5 +150,4 @@ fn killed_anywhere_and_resumed_ends_bit_identical() {
     println!(
         "kill anywhere: {kills} SIGKILLs at rows {KILL_AFTER_ROW:?}, all resumed, bit-identical"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,11 +4,15 @@
 //! so a server that hangs fails the test instead of hanging it.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+mod support;
+use support::scratch;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -20,11 +24,11 @@ struct Client {
 }
 
 impl Client {
-    fn start() -> Client {
-        let cache = std::env::temp_dir().join(format!("progc-lsp-cache-{}", std::process::id()));
+    /// Starts `progc lsp` with its std cache in `cache`.
+    fn start(cache: &Path) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_progc"))
             .arg("lsp")
-            .env("PROGC_CACHE_DIR", &cache)
+            .env("PROGC_CACHE_DIR", cache)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -117,12 +121,12 @@ schedule   = wsd_paper\n  start depth 0\n  grow at 80% to depth 6 { init: random
 
 #[test]
 fn an_editor_session() {
-    let dir = std::env::temp_dir().join(format!("progc-lsp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = scratch("lsp");
+    let dir = tmp.path();
     let path = dir.join("tiny.prog");
     std::fs::write(&path, TYPO).unwrap();
     let uri = format!("file://{}", path.display());
-    let mut c = Client::start();
+    let mut c = Client::start(&dir.join("cache"));
 
     let init = c.request(
         "initialize",

@@ -12,21 +12,17 @@
 //! which AdamW carries forward. Every logged training and validation loss must agree within
 //! `TOL` = 1e-5 nats over the 40 steps (measured: at most 4.8e-7, in all three comparisons).
 
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::scratch;
 
 use progc::exec::io::metrics::{MetricRow, Summary, read_metrics};
 
 const TOL: f64 = 1e-5;
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("progc-par-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 /// A toy corpus and a recipe with a growth at step 30 of 40, 4 sequences per batch.
 fn recipe(dir: &Path, sequences: usize) -> PathBuf {
@@ -155,7 +151,8 @@ fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Output {
 
 #[test]
 fn two_cpu_peers_follow_the_one_device_trajectory_across_a_growth() {
-    let dir = temp("two");
+    let tmp = scratch("two");
+    let dir = tmp.path();
     let r = recipe(&dir, 4);
     let one = train(&r, &dir.join("one"), &["--device", "cpu"]);
     let two = train(&r, &dir.join("two"), &["--devices", "cpu:2"]);
@@ -165,12 +162,12 @@ fn two_cpu_peers_follow_the_one_device_trajectory_across_a_growth() {
     assert!(s.peers.iter().all(|p| p.tok_per_s > 0.0), "{:?}", s.peers);
     assert_eq!(s.device, "cpu x 2");
     assert!(dir.join("two/checkpoints/latest.safetensors").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_run_stopped_on_two_peers_resumes_on_one() {
-    let dir = temp("resume");
+    let tmp = scratch("resume");
+    let dir = tmp.path();
     let r = recipe(&dir, 4);
     let one = train(&r, &dir.join("one"), &["--device", "cpu"]);
     let out = dir.join("mixed");
@@ -186,12 +183,12 @@ fn a_run_stopped_on_two_peers_resumes_on_one() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let mixed = read_metrics(&out.join("metrics.jsonl")).expect("metrics");
     assert_same_trajectory(&one, &mixed);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn two_processes_on_loopback_match_one_device() {
-    let dir = temp("nodes");
+    let tmp = scratch("nodes");
+    let dir = tmp.path();
     let r = recipe(&dir, 4);
     let one = train(&r, &dir.join("one"), &["--device", "cpu"]);
     let port = free_port();
@@ -207,12 +204,12 @@ fn two_processes_on_loopback_match_one_device() {
     // Only node 0 writes the run.
     assert!(!dir.join("node1/metrics.jsonl").exists());
     assert!(!dir.join("node1/checkpoints").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_dead_node_stops_the_other_with_an_error_not_a_hang() {
-    let dir = temp("dead");
+    let tmp = scratch("dead");
+    let dir = tmp.path();
     // A longer run, so that node 1 dies in the middle of it.
     let r = recipe(&dir, 4);
     let src = std::fs::read_to_string(&r).expect("recipe");
@@ -257,12 +254,12 @@ fn a_dead_node_stops_the_other_with_an_error_not_a_hang() {
         killed.elapsed().as_secs_f64(),
         t.lines().find(|l| l.contains("error")).unwrap_or("")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn an_uneven_batch_is_an_error_before_anything_is_written() {
-    let dir = temp("uneven");
+    let tmp = scratch("uneven");
+    let dir = tmp.path();
     let r = recipe(&dir, 3);
     let out = dir.join("out");
     let o = run(&["run", path(&r), "--devices", "cpu:2", "--out", path(&out)]);
@@ -312,14 +309,14 @@ fn an_uneven_batch_is_an_error_before_anything_is_written() {
         assert!(t.contains(want), "{a:?}: {t}");
         assert!(!t.contains("panicked"), "{t}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Ctrl-C in a data-parallel run: the peers agree on one step, the leader checkpoints it, the
 /// command exits with 130, and resuming on one device follows the uninterrupted trajectory.
 #[test]
 fn peers_stop_together_on_a_signal_and_resume() {
-    let dir = temp("signal");
+    let tmp = scratch("signal");
+    let dir = tmp.path();
     let src = recipe(&dir, 4);
     // Long enough to be interrupted (the growth at 30 stays; 100,000 steps in all).
     let long = std::fs::read_to_string(&src)
@@ -366,5 +363,4 @@ fn peers_stop_together_on_a_signal_and_resume() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let whole = train(&src, &dir.join("whole"), &["--stop-after", &stop]);
     assert_same_trajectory(&rows(&out), &whole);
-    let _ = std::fs::remove_dir_all(&dir);
 }

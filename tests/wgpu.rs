@@ -16,9 +16,12 @@
 //!
 //! A machine without a wgpu adapter skips these tests and says so on stderr, uncaptured.
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::scratch;
 
 use progc::exec::device::wgpu_adapters;
 use progc::exec::io::metrics::{MetricRow, Summary, read_metrics};
@@ -40,13 +43,6 @@ fn have_wgpu(test: &str) -> bool {
     }
     let _ = writeln!(std::io::stderr(), "{test}: on wgpu:0 = {}", adapters[0]);
     true
-}
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("progc-wgpu-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 /// A toy corpus and a recipe with a growth at step 30 of 50.
@@ -146,7 +142,8 @@ fn wgpu_follows_the_cpu_trajectory_across_a_growth() {
     if !have_wgpu("wgpu_follows_the_cpu_trajectory_across_a_growth") {
         return;
     }
-    let dir = temp("parity");
+    let tmp = scratch("parity");
+    let dir = tmp.path();
     let r = recipe(&dir);
     let every = ["--log-every", "1"];
     let cpu = train(
@@ -200,7 +197,6 @@ fn wgpu_follows_the_cpu_trajectory_across_a_growth() {
         d < TOL,
         "the final validation loss moved by {d} with --log-every 5"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -208,7 +204,8 @@ fn checkpoints_move_between_cpu_and_wgpu() {
     if !have_wgpu("checkpoints_move_between_cpu_and_wgpu") {
         return;
     }
-    let dir = temp("resume");
+    let tmp = scratch("resume");
+    let dir = tmp.path();
     let r = recipe(&dir);
     let every = ["--log-every", "1"];
     let reference = train(
@@ -239,7 +236,6 @@ fn checkpoints_move_between_cpu_and_wgpu() {
             "{first} -> {then}: differs from the cpu run by {worst} nats"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -247,7 +243,8 @@ fn bf16_on_wgpu_is_a_clear_error() {
     if !have_wgpu("bf16_on_wgpu_is_a_clear_error") {
         return;
     }
-    let dir = temp("bf16");
+    let tmp = scratch("bf16");
+    let dir = tmp.path();
     let r = recipe(&dir);
     let out = dir.join("run");
     let o = progc(&[
@@ -265,5 +262,4 @@ fn bf16_on_wgpu_is_a_clear_error() {
     assert_ne!(o.status.code(), Some(0), "{t}");
     assert!(t.contains("bf16") && t.contains("--precision f32"), "{t}");
     assert!(!t.contains("panicked"), "{t}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -750,7 +750,11 @@ fn times_in_tokens_and_steps() {
 
 #[test]
 fn data_paths_resolve_against_the_declaring_file() {
-    let dir = std::env::temp_dir().join(format!("progc-check-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("progc-check-")
+        .tempdir()
+        .expect("temp dir");
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("sub")).expect("temp dir");
     std::fs::write(
         dir.join("sub/data.prog"),
@@ -773,14 +777,17 @@ fn data_paths_resolve_against_the_declaring_file() {
         r.data.resolved_path,
         dir.join("sub").join("corpus.txt").display().to_string()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A library file in a `std/` folder resolves its data paths from the folder above it, edited
 /// or not, so editing `std/paper.prog` does not move its corpus; other files there do not.
 #[test]
 fn an_edited_std_file_resolves_its_data_from_above_std() {
-    let dir = std::env::temp_dir().join(format!("progc-check-std-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("progc-check-std-")
+        .tempdir()
+        .expect("temp dir");
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("std")).expect("temp dir");
     let paper = crate::syntax::StdLib::get("paper.prog").expect("std paper");
     let edited = dir.join("std").join("paper.prog");
@@ -813,7 +820,6 @@ fn an_edited_std_file_resolves_its_data_from_above_std() {
         r.data.resolved_path,
         dir.join("std").join("corpus.txt").display().to_string()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

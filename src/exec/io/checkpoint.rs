@@ -591,6 +591,7 @@ mod tests {
     use crate::exec::network::model::tests::{TB, tiny_spec};
     use crate::exec::network::optim::Optimizer;
     use crate::plan::spec::*;
+    use crate::testing::scratch;
 
     pub fn tiny_run() -> RunSpec {
         RunSpec {
@@ -624,13 +625,6 @@ mod tests {
         }
     }
 
-    fn temp(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("progc-ckpt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     fn sample() -> (RunSpec, Checkpoint, Gpt2<TB>) {
         let spec = tiny_run();
         let m = Gpt2::<TB>::new(&spec.model, 2, 4, &Default::default());
@@ -649,7 +643,8 @@ mod tests {
 
     #[test]
     fn round_trip_restores_values_and_ids() {
-        let dir = temp("rt");
+        let tmp = scratch("rt");
+        let dir = tmp.path();
         let (spec, ck, m) = sample();
         let path = dir.join("a.ckpt");
         ck.write(&path).unwrap();
@@ -667,7 +662,8 @@ mod tests {
 
     #[test]
     fn corrupt_truncated_and_foreign_checkpoints_are_errors() {
-        let dir = temp("bad");
+        let tmp = scratch("bad");
+        let dir = tmp.path();
         let (spec, ck, _) = sample();
         let path = dir.join("a.ckpt");
         ck.write(&path).unwrap();
@@ -717,7 +713,8 @@ mod tests {
     /// a panic (the checksum catches what the format does not).
     #[test]
     fn corrupted_checkpoints_never_panic() {
-        let dir = temp("fuzz");
+        let tmp = scratch("fuzz");
+        let dir = tmp.path();
         let (_, ck, _) = sample();
         let path = dir.join("a.ckpt");
         ck.write(&path).unwrap();
@@ -761,12 +758,12 @@ mod tests {
             assert_eq!(e.kind, ErrorKind::Checkpoint, "{e}");
             assert!(e.message.contains("b.ckpt"), "{e}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_file_is_plain_safetensors_with_json_metadata() {
-        let dir = temp("st");
+        let tmp = scratch("st");
+        let dir = tmp.path();
         let (_, ck, m) = sample();
         let path = dir.join("a.safetensors");
         ck.write(&path).unwrap();
@@ -786,7 +783,8 @@ mod tests {
 
     #[test]
     fn an_old_binary_checkpoint_says_what_to_do() {
-        let dir = temp("old");
+        let tmp = scratch("old");
+        let dir = tmp.path();
         let run = dir.join("run");
         std::fs::create_dir_all(run.join("checkpoints")).unwrap();
         let old = run.join("checkpoints/latest.ckpt");
@@ -808,7 +806,8 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_newest_periodic_checkpoints() {
-        let dir = temp("prune");
+        let tmp = scratch("prune");
+        let dir = tmp.path();
         let (_, ck, _) = sample();
         for step in [10, 200, 30, 40] {
             ck.write(&recent_path(&dir, step)).unwrap();

@@ -282,13 +282,8 @@ mod tests {
     use crate::exec::network::model::tests::tiny_spec;
     use crate::exec::network::model::{Gpt2, param_to_vec};
     use crate::plan::spec::{ModelSpec, ResidualScaling};
+    use crate::testing::scratch;
     use burn::backend::Flex;
-
-    fn temp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("progc-io-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
 
     /// Two validation batches of a fixed token pattern.
     fn batches(vocab: u32, context: usize) -> Vec<Batch> {
@@ -322,7 +317,8 @@ mod tests {
         let m = Gpt2::<Flex>::new(&spec, depth, 3, &dev);
         let val = batches(spec.vocab as u32, spec.context);
         let progc = validation_loss(&m, &val, &dev, Precision::F32);
-        let dir = temp(tag);
+        let tmp = scratch(tag);
+        let dir = tmp.path().join("hf");
         write_dir_atomically(&dir, |d| {
             hf::write_safetensors(&d.join("model.safetensors"), &hf::hf_tensors(&m)?)?;
             write_json(
@@ -341,7 +337,6 @@ mod tests {
             ..m
         };
         let plain = validation_loss(&unfolded, &val, &dev, Precision::F32);
-        let _ = std::fs::remove_dir_all(&dir);
         (progc, imported, plain)
     }
 
@@ -402,7 +397,8 @@ mod tests {
 
     #[test]
     fn a_failed_export_leaves_nothing_and_an_export_is_only_replaced_with_force() {
-        let dir = temp("atomic");
+        let tmp = scratch("atomic");
+        let dir = tmp.path();
         let out = dir.join("out");
         let failed = write_dir_atomically(&out, |d| {
             write_text(&d.join("half"), "x")?;
@@ -420,7 +416,6 @@ mod tests {
         write_text(&other.join("run.json"), "{}").unwrap();
         let e = check_out_dir(&other, true).unwrap_err();
         assert!(e.message.contains("no earlier export"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -428,10 +423,10 @@ mod tests {
         assert!(ExportFormat::parse("onnx").unwrap_err().help.is_some());
         let e = load_run(Path::new("/no/such/run"), None).err().unwrap();
         assert!(e.message.contains("does not exist"), "{e}");
-        let dir = temp("norun");
+        let tmp = scratch("norun");
+        let dir = tmp.path();
         std::fs::create_dir_all(&dir).unwrap();
         let e = load_run(&dir, None).err().unwrap();
         assert!(e.message.contains("run.json"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

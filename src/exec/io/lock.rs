@@ -126,11 +126,12 @@ pub fn holder(dir: &Path) -> Option<Holder> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::data::temp_dir;
+    use crate::testing::scratch;
 
     #[test]
     fn a_second_writer_is_refused_and_told_who_holds_the_directory() {
-        let dir = temp_dir("lock");
+        let tmp = scratch("lock");
+        let dir = tmp.path();
         let first = lock_dir(&dir).expect("free");
         let e = lock_dir(&dir).expect_err("held");
         assert_eq!(e.kind, ErrorKind::Busy);
@@ -145,6 +146,5 @@ mod tests {
         assert_eq!(holder(&dir), None);
         let again = lock_dir(&dir).expect("released with its holder");
         drop(again);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -352,13 +352,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("progc-metrics-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::testing::scratch;
 
     fn row(step: u64) -> MetricRow {
         MetricRow {
@@ -377,7 +371,8 @@ mod tests {
 
     #[test]
     fn write_read_and_resume_truncates_later_rows() {
-        let dir = temp_dir("resume");
+        let tmp = scratch("resume");
+        let dir = tmp.path();
         let path = dir.join("sub/metrics.jsonl");
         let mut w = MetricsWriter::create(&path, &[]).unwrap();
         for s in 0..12 {
@@ -405,12 +400,12 @@ mod tests {
         // create truncates.
         MetricsWriter::create(&path, &[]).unwrap();
         assert!(read_metrics(&path).unwrap().is_empty());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn nan_round_trips_and_a_torn_last_line_is_ignored() {
-        let dir = temp_dir("torn");
+        let tmp = scratch("torn");
+        let dir = tmp.path();
         let path = dir.join("m.jsonl");
         let mut w = MetricsWriter::create(&path, &[]).unwrap();
         let mut bad = row(3);
@@ -428,12 +423,12 @@ mod tests {
         fs::write(&path, "{\"step\":1}\n{}\n").unwrap();
         let e = read_metrics(&path).err().unwrap();
         assert!(e.message.contains("line 1"), "{e}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn summary_round_trips_and_reads_as_text() {
-        let dir = temp_dir("summary");
+        let tmp = scratch("summary");
+        let dir = tmp.path();
         let f = Flops {
             exact: 2e15,
             six_n_embedding: 1.8e15,
@@ -502,6 +497,5 @@ mod tests {
         assert!(text.contains("6N, non-embedding"), "{text}");
         fs::write(&path, "{").unwrap();
         assert!(Summary::read(&path).is_err());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -624,14 +624,7 @@ fn stroke_paths(s: &str, x: f64, baseline: f64, unit: f64) -> Vec<Vec<(i32, i32)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("progc-plot-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::testing::scratch;
 
     fn rows() -> Vec<MetricRow> {
         (0..200u64)
@@ -665,7 +658,8 @@ mod tests {
 
     #[test]
     fn plot_writes_a_png_and_a_labelled_svg() {
-        let dir = temp_dir("both");
+        let tmp = scratch("both");
+        let dir = tmp.path();
         let (png, svg) = (dir.join("loss.png"), dir.join("loss.svg"));
         plot_losses(&rows(), &[160], "zero_to_12: loss vs step", &png, &svg).unwrap();
         let png_bytes = std::fs::read(&png).unwrap();
@@ -694,7 +688,6 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
         // Empty input still gives a (blank) chart instead of an error.
         plot_losses(&[], &[], "empty", &png, &svg).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

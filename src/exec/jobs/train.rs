@@ -697,13 +697,7 @@ mod tests {
     use crate::exec::network::model::param_to_vec;
     use crate::exec::network::model::tests::{TB, toks};
     use crate::plan::spec::*;
-
-    fn temp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("progc-train-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::testing::scratch;
 
     /// A small text with more than bigram structure (repeated words in shuffled sentences).
     fn write_corpus(dir: &Path) -> String {
@@ -813,7 +807,8 @@ mod tests {
 
     #[test]
     fn lr_is_a_function_of_the_global_step_across_growth() {
-        let dir = temp("lr");
+        let tmp = scratch("lr");
+        let dir = tmp.path();
         let g = growth(
             8,
             0,
@@ -855,7 +850,8 @@ mod tests {
 
     #[test]
     fn stop_and_resume_is_bit_identical() {
-        let dir = temp("resume");
+        let tmp = scratch("resume");
+        let dir = tmp.path();
         let g = growth(
             15,
             1,
@@ -894,7 +890,8 @@ mod tests {
     /// hash of a recipe without it unchanged.
     #[test]
     fn new_blocks_lr_mult_scales_only_them_and_survives_resume() {
-        let dir = temp("lr_mult");
+        let tmp = scratch("lr_mult");
+        let dir = tmp.path();
         let corpus = write_corpus(&dir);
         let grown = |m: f64| {
             let g = GrowthSpec {
@@ -949,7 +946,8 @@ mod tests {
 
     #[test]
     fn training_on_emma_lowers_the_validation_loss() {
-        let dir = temp("emma");
+        let tmp = scratch("emma");
+        let dir = tmp.path();
         let emma = format!("{}/data/emma.txt", env!("CARGO_MANIFEST_DIR"));
         let mut sp = spec(emma, 40, 1, vec![]);
         sp.eval_every = 10;
@@ -970,7 +968,8 @@ mod tests {
 
     #[test]
     fn divergence_is_an_error_naming_the_step() {
-        let dir = temp("nan");
+        let tmp = scratch("nan");
+        let dir = tmp.path();
         let mut sp = spec(write_corpus(&dir), 10, 1, vec![]);
         sp.schedule = ScheduleSpec::Constant { warmup_steps: 0 };
         sp.optimizer = OptimizerSpec::Adamw(AdamWSpec {

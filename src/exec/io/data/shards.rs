@@ -411,8 +411,8 @@ pub(super) fn load(spec: &DataSpec) -> Result<Corpus, ExecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::data::temp_dir;
     use crate::plan::spec::{BatchSpec, Tokenizer};
+    use crate::testing::scratch;
 
     fn nanogpt(path: &Path, tokens: &[u16]) {
         let b: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
@@ -448,7 +448,8 @@ mod tests {
 
     #[test]
     fn nanogpt_and_llmc_shards_form_one_stream_across_files() {
-        let dir = temp_dir("shards");
+        let tmp = scratch("shards");
+        let dir = tmp.path();
         let (a, b) = (dir.join("s_000.bin"), dir.join("s_001.bin"));
         nanogpt(&a, &(0..60).collect::<Vec<u16>>());
         nanogpt(&b, &(60..100).collect::<Vec<u16>>());
@@ -489,12 +490,12 @@ mod tests {
             })
             .unwrap_err();
         assert!(e.message.contains("validation region has 30 tokens"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn every_bad_file_names_the_file_and_the_offset() {
-        let dir = temp_dir("badshards");
+        let tmp = scratch("badshards");
+        let dir = tmp.path();
         let p = dir.join("x.bin");
         let nano = spec(DataFormat::Nanogpt, &[&p], &[]);
         let llm = spec(DataFormat::Llmc, &[&p], &[]);
@@ -546,14 +547,14 @@ mod tests {
             e.message.contains("matches no file") && e.message.contains("none_*"),
             "{e}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Corrupted shards, thousands of them: every outcome is a corpus or an error, never a
     /// panic, and a corpus only comes from bytes that are a valid shard.
     #[test]
     fn corrupted_shards_never_panic() {
-        let dir = temp_dir("fuzz");
+        let tmp = scratch("fuzz");
+        let dir = tmp.path();
         let good = dir.join("good.bin");
         let payload: Vec<u8> = (0..600u16).flat_map(|t| (t % 256).to_le_bytes()).collect();
         llmc(&good, LLMC_MAGIC_U16, 1, 600, &payload);
@@ -600,12 +601,12 @@ mod tests {
             loaded > 0 && refused > 0,
             "{loaded} loaded, {refused} refused"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_vocabulary_scan_finds_the_first_bad_id_past_the_first_chunk() {
-        let dir = temp_dir("scan");
+        let tmp = scratch("scan");
+        let dir = tmp.path();
         let p = dir.join("big.bin");
         let n = 3 * SCAN_CHUNK / 2 + 7;
         let mut t: Vec<u16> = (0..n).map(|i| (i % 256) as u16).collect();
@@ -615,6 +616,5 @@ mod tests {
         let e = err(&spec(DataFormat::Nanogpt, &[&p], &[]));
         let want = format!("token id 1000 at byte offset {}", 2 * (SCAN_CHUNK / 2 + 5));
         assert!(e.message.contains(&want), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

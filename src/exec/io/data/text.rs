@@ -379,8 +379,8 @@ pub fn load_corpus_with_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::data::temp_dir;
     use crate::plan::spec::{BatchSpec, DataFormat};
+    use crate::testing::scratch;
 
     fn spec(path: &Path, tokenizer: Tokenizer, val: f64) -> DataSpec {
         DataSpec {
@@ -440,12 +440,13 @@ mod tests {
 
     #[test]
     fn cache_miss_then_hit_then_corrupt_rebuild() {
-        let dir = temp_dir("cache");
+        let tmp = scratch("cache");
+        let dir = tmp.path();
         let file = dir.join("tiny.txt");
         let text = "The quick brown fox jumps over the lazy dog. ".repeat(20);
         fs::write(&file, &text).unwrap();
         let s = spec(&file, Tokenizer::Gpt2, 0.25);
-        let dirs = vec![dir.clone()];
+        let dirs = vec![dir.to_path_buf()];
 
         let (c1, o1) = load_corpus_with_cache(&s, &dirs).unwrap();
         let CacheOutcome::Written(cache) = o1 else {
@@ -493,12 +494,12 @@ mod tests {
         assert_ne!(cache5, cache);
         assert!(!cache.exists());
         assert_ne!(c5.content_hash, c1.content_hash);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn unusable_cache_dir_falls_back_to_the_next_then_to_none() {
-        let dir = temp_dir("fallback");
+        let tmp = scratch("fallback");
+        let dir = tmp.path();
         let file = dir.join("t.txt");
         fs::write(&file, vec![b'a'; 100]).unwrap();
         // A regular file where a directory is expected cannot hold a cache, even for root.
@@ -514,12 +515,12 @@ mod tests {
         let (c, o) = load_corpus_with_cache(&s, &[blocker.join("sub")]).unwrap();
         assert_eq!(o, CacheOutcome::Uncached);
         assert_eq!((c.train.len(), c.val.len()), (90, 10));
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn clear_errors_for_missing_non_utf8_and_tiny_files() {
-        let dir = temp_dir("errors");
+        let tmp = scratch("errors");
+        let dir = tmp.path();
         let missing = dir.join("nope.txt");
         let e = load_corpus_with_cache(&spec(&missing, Tokenizer::Bytes, 0.1), &[])
             .err()
@@ -575,7 +576,6 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.message.contains("validation region has 10 tokens"), "{e}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

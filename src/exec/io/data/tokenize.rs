@@ -386,8 +386,9 @@ fn next_boundary(data: &[u8], mut at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::io::data::{encode_text, load_corpus, temp_dir};
+    use crate::exec::io::data::{encode_text, load_corpus};
     use crate::plan::spec::DataSpec;
+    use crate::testing::scratch;
 
     fn opts(inputs: Vec<PathBuf>, out: &Path, format: DataFormat, val: f64) -> TokenizeOptions {
         TokenizeOptions {
@@ -403,7 +404,8 @@ mod tests {
 
     #[test]
     fn shards_hold_each_file_then_end_of_text_and_load_back() {
-        let dir = temp_dir("tokenize");
+        let tmp = scratch("tokenize");
+        let dir = tmp.path();
         let texts = [
             "Emma Woodhouse, handsome, clever, and rich.",
             "She was born in Highbury — ô!",
@@ -451,12 +453,12 @@ mod tests {
             let e = tokenize(&opts(inputs.clone(), &out, format, 0.0)).unwrap_err();
             assert!(e.message.contains("already exists"), "{e}");
         }
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_validation_tail_is_cut_by_bytes_at_a_character_boundary() {
-        let dir = temp_dir("tokval");
+        let tmp = scratch("tokval");
+        let dir = tmp.path();
         let p = dir.join("a.txt");
         // 17 bytes ('é' is two); the last 20% starts at byte 14, inside the first 'é'.
         fs::write(&p, "abcdefghijklméé").unwrap();
@@ -470,12 +472,12 @@ mod tests {
         let mut want_val = "é".as_bytes().to_vec();
         want_val.push(0);
         assert_eq!(val, want_val);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn parallel_chunks_give_the_tokens_of_the_whole_text() {
-        let dir = temp_dir("tokchunks");
+        let tmp = scratch("tokchunks");
+        let dir = tmp.path();
         let p = dir.join("big.txt");
         let text = "It is a truth universally acknowledged, that a single man. ".repeat(40_000);
         fs::write(&p, &text).unwrap();
@@ -488,6 +490,5 @@ mod tests {
         let mut want = gpt2_bpe().unwrap().encode_ordinary(&text);
         want.push(GPT2_EOT);
         assert_eq!(got, want);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
