@@ -70,13 +70,16 @@ fn toy_experiment(corpus: &Path, rest: &str) -> Plan {
     compile_experiment(&spec.experiments[0], &spec.runs)
 }
 
-/// Three runs that share their 0-layer prefix up to step 10 (the first two grow there).
+/// Four runs that share their 0-layer prefix up to step 10 (the first, second and fourth grow
+/// there; the fourth scales its residual branches, which is inert before the growth).
 fn toy_plan(corpus: &Path) -> Plan {
     toy_experiment(
         corpus,
         "recipe early_zero = early { grow at 10 to depth 2 { init: zero } }
         recipe late = early { grow at 15 to depth 2 }
-        experiment toy_exp { runs: [early, early_zero, late], reference: early }",
+        model toy_scaled = toy { residual: inv_sqrt_depth }
+        recipe scaled = early { model = toy_scaled }
+        experiment toy_exp { runs: [early, early_zero, late, scaled], reference: early }",
     )
 }
 
@@ -100,7 +103,7 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let plan = toy_plan(&corpus);
     assert_eq!(
         (plan.sharing.steps_separate, plan.sharing.steps_trained),
-        (60, 40)
+        (80, 50)
     );
     let out = dir.join("exp");
 
@@ -116,7 +119,7 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let trained = read_trained(&out).expect("log");
     let steps: u64 = trained.iter().map(|t| t.to - t.from).sum();
     assert_eq!(steps, plan.sharing.steps_trained, "{trained:?}");
-    for run in ["late", "early_zero"] {
+    for run in ["late", "early_zero", "scaled"] {
         assert!(
             trained.iter().any(|t| t.run == run && t.from == 10),
             "{trained:?}"
@@ -140,24 +143,22 @@ fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     );
 
     // A run started from the shared checkpoint ends exactly where an independent run ends.
-    let alone = dir.join("late-alone");
-    let late_plan = compile_run(&plan.run("late").expect("late").spec);
-    let ro = RunOptions {
-        device: DeviceChoice::Cpu,
-        out_dir: alone.clone(),
-        progress: false,
-        stop_after: None,
-        checkpoint_at: Vec::new(),
-        tuning: Default::default(),
-        parallel: None,
-    };
-    let alone_summary = train::run(&late_plan.runs[0], &ro).expect("independent run");
+    for name in ["late", "scaled"] {
+        let alone = dir.join(format!("{name}-alone"));
+        let plan_alone = compile_run(&plan.run(name).expect("run").spec);
+        let alone_summary =
+            train::run(&plan_alone.runs[0], &opts(&alone, None)).expect("independent run");
+        let shared = Summary::read(&out.join(name).join("summary.json")).expect("summary");
+        assert_eq!(
+            alone_summary.final_val_loss, shared.final_val_loss,
+            "{name}"
+        );
+        assert_eq!(
+            alone_summary.final_train_loss, shared.final_train_loss,
+            "{name}"
+        );
+    }
     let late_summary = Summary::read(&out.join("late/summary.json")).expect("late summary");
-    assert_eq!(alone_summary.final_val_loss, late_summary.final_val_loss);
-    assert_eq!(
-        alone_summary.final_train_loss,
-        late_summary.final_train_loss
-    );
 
     // The report's numbers are the summaries'.
     for run in &report.runs {

@@ -17,7 +17,7 @@ use super::ir::{
     Plan, Replica, RunPlan, Segment, Sharing, StageGraph, StageNode, Transition, replica_name,
 };
 use super::schedule::lr_factor;
-use super::spec::{ExperimentSpec, ModelSpec, RunSpec};
+use super::spec::{ExperimentSpec, ModelSpec, ResidualScaling, RunSpec};
 
 /// The plan of one run on its own: one node per segment, `Grow` edges between them.
 pub fn compile_run(spec: &RunSpec) -> Plan {
@@ -128,27 +128,42 @@ fn next_growth_after(spec: &RunSpec, step: u64) -> Option<u64> {
     spec.growths.iter().map(|g| g.at_step).find(|&s| s > step)
 }
 
-/// Models are compared in full, except the full depth when the run starts with no blocks: the
-/// full depth only shapes the init of the starting blocks (output projections use
-/// `init_std / sqrt(2 * depth)`), and what is grown later is pinned by the growth specs.
-fn same_model(a: &RunSpec, b: &RunSpec) -> bool {
-    if a.start_depth == 0 {
-        let strip = |m: &ModelSpec| ModelSpec {
-            depth: 0,
-            ..m.clone()
-        };
-        strip(&a.model) == strip(&b.model)
-    } else {
-        a.model == b.model
+/// Until which step the models of `a` and `b` (same start depth) train identically: to the end
+/// when equal; `0` when they differ in anything but two fields that are inert early on:
+/// - the full depth, while the run has no blocks: it only shapes the init of the starting blocks
+///   (output projections use `init_std / sqrt(2 * depth)`), and what is grown later is pinned by
+///   the growth specs;
+/// - the residual scaling, while the run has at most one block: every scaling is 1 at `L <= 1`,
+///   so the two differ from the first growth on.
+fn model_agrees_until(a: &RunSpec, b: &RunSpec) -> u64 {
+    if a.model == b.model {
+        return u64::MAX;
     }
+    let inert = |m: &ModelSpec| ModelSpec {
+        depth: if a.start_depth == 0 { 0 } else { m.depth },
+        residual: if a.start_depth <= 1 {
+            ResidualScaling::None
+        } else {
+            m.residual
+        },
+        ..m.clone()
+    };
+    if inert(&a.model) != inert(&b.model) {
+        return 0;
+    }
+    if a.model.residual == b.model.residual {
+        return u64::MAX; // only the full depth differs
+    }
+    let first_growth = |r: &RunSpec| r.growths.first().map_or(r.total_steps, |g| g.at_step);
+    first_growth(a).min(first_growth(b))
 }
 
 /// The largest `s` such that runs `a` and `b` train identically on `[0, s)`, so those steps can
-/// be trained once for both: same model, data, batch, seed, optimizer and start depth; the same
-/// growths (specs identical) before `s`; and the same LR value at every step before `s`.
+/// be trained once for both: same data, batch, seed, optimizer and start depth; models that
+/// train alike before `s` (see [`model_agrees_until`]); the same growths (specs identical)
+/// before `s`; and the same LR value at every step before `s`.
 pub fn shared_prefix(a: &RunSpec, b: &RunSpec) -> u64 {
     let same_setup = a.start_depth == b.start_depth
-        && same_model(a, b)
         && a.data == b.data
         && a.batch == b.batch
         && a.seed == b.seed
@@ -156,7 +171,10 @@ pub fn shared_prefix(a: &RunSpec, b: &RunSpec) -> u64 {
     if !same_setup {
         return 0;
     }
-    let mut limit = a.total_steps.min(b.total_steps);
+    let mut limit = a
+        .total_steps
+        .min(b.total_steps)
+        .min(model_agrees_until(a, b));
     // The first growth on which they differ (or that only one has) ends the shared history.
     let mut ga = a.growths.iter();
     let mut gb = b.growths.iter();
@@ -753,7 +771,7 @@ mod tests {
         let deeper = zero_to_full("deeper", model(64, 4, 4, 32, 256), 80, 100);
         assert_eq!(shared_prefix(&a, &deeper), 80);
         // ...but it shapes the init of the starting block of a 1-layer run.
-        let one_a = run("one_a", m, 1, vec![grow(80, 1, 2)], 100, wsd(2, 10));
+        let one_a = run("one_a", m.clone(), 1, vec![grow(80, 1, 2)], 100, wsd(2, 10));
         let one_b = run(
             "one_b",
             model(64, 4, 4, 32, 256),
@@ -763,6 +781,27 @@ mod tests {
             wsd(2, 10),
         );
         assert_eq!(shared_prefix(&one_a, &one_b), 0);
+        // Residual scaling is 1 at one block or none: it splits runs at their first growth...
+        let scaled = |r: &RunSpec, residual| RunSpec {
+            model: ModelSpec {
+                residual,
+                ..r.model.clone()
+            },
+            ..r.clone()
+        };
+        for residual in [ResidualScaling::InvSqrtDepth, ResidualScaling::InvDepth] {
+            assert_eq!(shared_prefix(&one_a, &scaled(&one_a, residual)), 80);
+            assert_eq!(shared_prefix(&a, &scaled(&deeper, residual)), 80);
+        }
+        let fixed_one = run("fixed_one", m.clone(), 1, vec![], 100, wsd(2, 10));
+        let fixed_scaled = scaled(&fixed_one, ResidualScaling::InvDepth);
+        assert_eq!(shared_prefix(&fixed_one, &fixed_scaled), 100);
+        // ...but not from two blocks on.
+        let two = run("two", m.clone(), 2, vec![grow(80, 2, 4)], 100, wsd(2, 10));
+        assert_eq!(
+            shared_prefix(&two, &scaled(&two, ResidualScaling::InvDepth)),
+            0
+        );
 
         let exp = ExperimentSpec {
             name: "init".into(),

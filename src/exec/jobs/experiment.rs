@@ -55,7 +55,11 @@ fn io<'a>(action: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Exe
     move |e| ExecError::io(action, path, e)
 }
 
-/// Writes the plan to `dir/experiment.json`, or checks that the one there is the same.
+/// Writes the plan to `dir/experiment.json` after checking that the one there, if any, is of
+/// the same experiment: the same runs with the same recipes, seeds, reference and frontier.
+/// How the runs share prefixes may differ (a newer progc may find more to share): the new plan
+/// replaces the old, which is safe because each run directory is checked against its own recipe
+/// and a donor gives only checkpoints at or before what the runs share.
 fn claim_dir(dir: &Path, plan: &Plan) -> Result<(), ExecError> {
     fs::create_dir_all(dir).map_err(io("create directory", dir))?;
     let path = dir.join("experiment.json");
@@ -65,18 +69,42 @@ fn claim_dir(dir: &Path, plan: &Plan) -> Result<(), ExecError> {
             format!("cannot serialize the plan: {e}"),
         )
     })?;
+    let elsewhere = "choose another --out directory, or delete that one to start afresh";
     match fs::read_to_string(&path) {
-        Ok(existing) if existing == json => Ok(()),
-        Ok(_) => Err(ExecError::new(
-            ErrorKind::Checkpoint,
-            format!(
-                "{} holds a different experiment (or the recipe changed)",
-                dir.display()
-            ),
-        )
-        .with_help("choose another --out directory, or delete that one to start afresh")),
-        Err(_) => write_atomic(&path, json.as_bytes()).map_err(io("write", &path)),
+        Ok(existing) if existing == json => return Ok(()),
+        Ok(existing) => {
+            let theirs: Plan = serde_json::from_str(&existing).map_err(|e| {
+                ExecError::new(
+                    ErrorKind::Checkpoint,
+                    format!("{} is damaged: {e}", path.display()),
+                )
+                .with_help(elsewhere)
+            })?;
+            let what = |p: &Plan| {
+                let specs: Vec<_> = p.runs.iter().map(|r| r.spec.clone()).collect();
+                (
+                    p.experiment.clone(),
+                    p.reference.clone(),
+                    p.seeds.clone(),
+                    p.frontier.clone(),
+                    specs,
+                )
+            };
+            if what(&theirs) != what(plan) {
+                return Err(ExecError::new(
+                    ErrorKind::Checkpoint,
+                    format!(
+                        "{} holds a different experiment (or the recipe changed)",
+                        dir.display()
+                    ),
+                )
+                .with_help(elsewhere));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ExecError::io("read", &path, e)),
     }
+    write_atomic(&path, json.as_bytes()).map_err(io("write", &path))
 }
 
 /// Reads `dir/experiment.json`.
@@ -282,4 +310,59 @@ pub fn run_experiment(
         }
     }
     write_report(root, plan).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::compile_experiment;
+    use crate::plan::fixtures::{tiny, zero_to_full};
+    use crate::plan::spec::{ExperimentSpec, RunSpec};
+    use crate::testing::scratch;
+
+    fn experiment(runs: &[RunSpec]) -> Plan {
+        let exp = ExperimentSpec {
+            name: "e".into(),
+            runs: runs.iter().map(|r| r.name.clone()).collect(),
+            reference: runs[0].name.clone(),
+            seeds: vec![],
+            frontier: vec![],
+        };
+        compile_experiment(&exp, runs)
+    }
+
+    #[test]
+    fn a_dir_takes_a_new_plan_of_its_experiment_but_refuses_a_changed_recipe() {
+        let tmp = scratch("claim");
+        let dir = tmp.path();
+        let runs = [
+            zero_to_full("a", tiny(), 80, 100),
+            zero_to_full("b", tiny(), 60, 100),
+        ];
+        let plan = experiment(&runs);
+        claim_dir(dir, &plan).unwrap();
+        claim_dir(dir, &plan).unwrap();
+
+        // Planned by a progc that shared less: the same experiment, so the new plan replaces it.
+        let path = dir.join("experiment.json");
+        let mut older = plan.clone();
+        older.sharing.steps_trained = older.sharing.steps_separate;
+        std::fs::write(&path, serde_json::to_string_pretty(&older).unwrap()).unwrap();
+        claim_dir(dir, &plan).unwrap();
+        let now: Plan = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(now.sharing, plan.sharing);
+
+        // Another seed for `b` is another recipe: refused, and the file is left alone.
+        let mut changed = runs.clone();
+        changed[1].seed += 1;
+        let e = claim_dir(dir, &experiment(&changed)).unwrap_err();
+        assert!(e.message.contains("different experiment"), "{e}");
+        assert!(e.help.is_some());
+        let kept: Plan = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(kept.runs[1].spec, runs[1]);
+
+        std::fs::write(&path, "{").unwrap();
+        let e = claim_dir(dir, &plan).unwrap_err();
+        assert!(e.message.contains("damaged"), "{e}");
+    }
 }
