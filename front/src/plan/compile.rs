@@ -129,14 +129,20 @@ fn next_growth_after(spec: &RunSpec, step: u64) -> Option<u64> {
 }
 
 /// Until which step the models of `a` and `b` (same start depth) train identically: to the end
-/// when equal; `0` when they differ in anything but two fields that are inert early on:
+/// when equal but for their names (labels only); `0` when they differ in anything but two
+/// fields that are inert early on:
 /// - the full depth, while the run has no blocks: it only shapes the init of the starting blocks
 ///   (output projections use `init_std / sqrt(2 * depth)`), and what is grown later is pinned by
 ///   the growth specs;
 /// - the residual scaling, while the run has at most one block: every scaling is 1 at `L <= 1`,
 ///   so the two differ from the first growth on.
 fn model_agrees_until(a: &RunSpec, b: &RunSpec) -> u64 {
-    if a.model == b.model {
+    let unnamed = |m: &ModelSpec| ModelSpec {
+        name: String::new(),
+        ..m.clone()
+    };
+    let (ma, mb) = (unnamed(&a.model), unnamed(&b.model));
+    if ma == mb {
         return u64::MAX;
     }
     let inert = |m: &ModelSpec| ModelSpec {
@@ -148,10 +154,10 @@ fn model_agrees_until(a: &RunSpec, b: &RunSpec) -> u64 {
         },
         ..m.clone()
     };
-    if inert(&a.model) != inert(&b.model) {
+    if inert(&ma) != inert(&mb) {
         return 0;
     }
-    if a.model.residual == b.model.residual {
+    if ma.residual == mb.residual {
         return u64::MAX; // only the full depth differs
     }
     let first_growth = |r: &RunSpec| r.growths.first().map_or(r.total_steps, |g| g.at_step);
@@ -784,11 +790,17 @@ mod tests {
         // Residual scaling is 1 at one block or none: it splits runs at their first growth...
         let scaled = |r: &RunSpec, residual| RunSpec {
             model: ModelSpec {
+                name: "scaled".into(),
                 residual,
                 ..r.model.clone()
             },
             ..r.clone()
         };
+        // (the model's name is a label: the same model under another name is the same)
+        assert_eq!(
+            shared_prefix(&one_a, &scaled(&one_a, ResidualScaling::None)),
+            100
+        );
         for residual in [ResidualScaling::InvSqrtDepth, ResidualScaling::InvDepth] {
             assert_eq!(shared_prefix(&one_a, &scaled(&one_a, residual)), 80);
             assert_eq!(shared_prefix(&a, &scaled(&deeper, residual)), 80);
