@@ -76,7 +76,10 @@ fn claim_dir(dir: &Path, plan: &Plan) -> Result<(), ExecError> {
             let theirs: Plan = serde_json::from_str(&existing).map_err(|e| {
                 ExecError::new(
                     ErrorKind::Checkpoint,
-                    format!("{} is damaged: {e}", path.display()),
+                    format!(
+                        "{} is damaged or from an incompatible progc: {e}",
+                        path.display()
+                    ),
                 )
                 .with_help(elsewhere)
             })?;
