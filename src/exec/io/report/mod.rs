@@ -404,8 +404,9 @@ pub fn to_markdown(r: &ExperimentReport) -> String {
     }
     let s = &r.sharing;
     out.push_str(&format!(
-        "\nShared prefixes: {} steps trained instead of {} ({} exact FLOPs instead of {}, {:.1}% \
-         saved by sharing).\n",
+        "\nShared prefixes, as planned: {} steps to train instead of {} ({} exact FLOPs instead \
+         of {}, {:.1}% saved by sharing). What this folder trained, runs copied in aside, is \
+         logged in `trained.jsonl`.\n",
         s.steps_trained,
         s.steps_separate,
         human(s.flops_trained.exact),
