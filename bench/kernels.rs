@@ -281,7 +281,7 @@ impl BackendTask for Bench {
             r32 / 1e12,
             r16 / 1e12,
             bw / 1e9,
-            8 * elems >> 20
+            (8 * elems) >> 20
         );
         let run = bench_full();
         let (small, tokens) = (&run.model, run.batch.tokens_per_step());

@@ -169,7 +169,7 @@ fn run_mistakes_are_clear_errors() {
 
     // A corpus that is not there.
     let recipe = dir.join("r.prog");
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::create_dir_all(dir).expect("temp dir");
     std::fs::write(
         &recipe,
         "import \"std/gpt2.prog\"\nrecipe r {\n model = gpt2_tiny { depth: 1 }\n \
@@ -441,7 +441,7 @@ fn runs_started_together_get_their_own_default_directories() {
     let start = || {
         Command::new(env!("CARGO_BIN_EXE_progc"))
             .args(["run", r, "--device", "cpu", "--no-progress"])
-            .current_dir(&dir)
+            .current_dir(dir)
             .output()
     };
     let (a, b) = std::thread::scope(|s| {

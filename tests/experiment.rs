@@ -99,7 +99,7 @@ fn opts(dir: &Path, stop_after: Option<u64>) -> RunOptions {
 fn shared_prefix_is_trained_once_and_resumes_without_retraining() {
     let tmp = scratch("shared");
     let dir = tmp.path();
-    let corpus = write_corpus(&dir);
+    let corpus = write_corpus(dir);
     let plan = toy_plan(&corpus);
     assert_eq!(
         (plan.sharing.steps_separate, plan.sharing.steps_trained),
@@ -213,7 +213,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     let tmp = scratch("donor");
     let dir = tmp.path();
-    let corpus = write_corpus(&dir);
+    let corpus = write_corpus(dir);
     // `early` alone: it keeps its checkpoint at step 10, before its growth.
     let first = toy_experiment(&corpus, "experiment a { runs: [early], reference: early }");
     let a = dir.join("a");
@@ -278,7 +278,7 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
 fn seeds_train_every_run_per_seed_and_report_over_them() {
     let tmp = scratch("seeds");
     let dir = tmp.path();
-    let corpus = write_corpus(&dir);
+    let corpus = write_corpus(dir);
     let plan = toy_experiment(
         &corpus,
         "recipe late = early { grow at 15 to depth 2 }

@@ -68,7 +68,7 @@ fn tiny_run(dir: &Path) -> PathBuf {
 fn export_writes_a_gpt2_folder_with_progcs_loss() {
     let tmp = scratch("export");
     let dir = tmp.path();
-    let run = tiny_run(&dir);
+    let run = tiny_run(dir);
     let hf = dir.join("hf");
 
     let out = progc(&["export", s(&run), "--to", "hf", s(&hf)]);

@@ -79,7 +79,7 @@ fn recipe(dir: &Path) -> PathBuf {
 fn killed_anywhere_and_resumed_ends_bit_identical() {
     let tmp = scratch("kill");
     let dir = tmp.path();
-    let r = recipe(&dir);
+    let r = recipe(dir);
     let r = r.to_str().expect("utf-8 path");
     let base = ["--device", "cpu", "--no-progress"];
 

@@ -36,7 +36,7 @@ fn recipe(dir: &Path, sequences: usize) -> PathBuf {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         text.push_str(words[((x >> 33) % words.len() as u64) as usize]);
-        text.push(if x % 7 == 0 { '\n' } else { ' ' });
+        text.push(if x.is_multiple_of(7) { '\n' } else { ' ' });
     }
     let corpus = dir.join("corpus.txt");
     std::fs::write(&corpus, text).expect("corpus");
@@ -153,7 +153,7 @@ fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Output {
 fn two_cpu_peers_follow_the_one_device_trajectory_across_a_growth() {
     let tmp = scratch("two");
     let dir = tmp.path();
-    let r = recipe(&dir, 4);
+    let r = recipe(dir, 4);
     let one = train(&r, &dir.join("one"), &["--device", "cpu"]);
     let two = train(&r, &dir.join("two"), &["--devices", "cpu:2"]);
     assert_same_trajectory(&one, &two);
@@ -168,7 +168,7 @@ fn two_cpu_peers_follow_the_one_device_trajectory_across_a_growth() {
 fn a_run_stopped_on_two_peers_resumes_on_one() {
     let tmp = scratch("resume");
     let dir = tmp.path();
-    let r = recipe(&dir, 4);
+    let r = recipe(dir, 4);
     let one = train(&r, &dir.join("one"), &["--device", "cpu"]);
     let out = dir.join("mixed");
     train(&r, &out, &["--devices", "cpu:2", "--stop-after", "20"]);
@@ -189,7 +189,7 @@ fn a_run_stopped_on_two_peers_resumes_on_one() {
 fn two_processes_on_loopback_match_one_device() {
     let tmp = scratch("nodes");
     let dir = tmp.path();
-    let r = recipe(&dir, 4);
+    let r = recipe(dir, 4);
     let one = train(&r, &dir.join("one"), &["--device", "cpu"]);
     let port = free_port();
     let n0 = node(&r, &dir.join("node0"), 0, port, "60");
@@ -211,7 +211,7 @@ fn a_dead_node_stops_the_other_with_an_error_not_a_hang() {
     let tmp = scratch("dead");
     let dir = tmp.path();
     // A longer run, so that node 1 dies in the middle of it.
-    let r = recipe(&dir, 4);
+    let r = recipe(dir, 4);
     let src = std::fs::read_to_string(&r).expect("recipe");
     std::fs::write(&r, src.replace("steps = 40", "steps = 4000")).expect("recipe");
     let port = free_port();
@@ -260,7 +260,7 @@ fn a_dead_node_stops_the_other_with_an_error_not_a_hang() {
 fn an_uneven_batch_is_an_error_before_anything_is_written() {
     let tmp = scratch("uneven");
     let dir = tmp.path();
-    let r = recipe(&dir, 3);
+    let r = recipe(dir, 3);
     let out = dir.join("out");
     let o = run(&["run", path(&r), "--devices", "cpu:2", "--out", path(&out)]);
     let t = text(&o);
@@ -317,7 +317,7 @@ fn an_uneven_batch_is_an_error_before_anything_is_written() {
 fn peers_stop_together_on_a_signal_and_resume() {
     let tmp = scratch("signal");
     let dir = tmp.path();
-    let src = recipe(&dir, 4);
+    let src = recipe(dir, 4);
     // Long enough to be interrupted (the growth at 30 stays; 100,000 steps in all).
     let long = std::fs::read_to_string(&src)
         .expect("recipe")

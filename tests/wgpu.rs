@@ -57,7 +57,7 @@ fn recipe(dir: &Path) -> PathBuf {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         text.push_str(words[((x >> 33) % words.len() as u64) as usize]);
-        text.push(if x % 7 == 0 { '\n' } else { ' ' });
+        text.push(if x.is_multiple_of(7) { '\n' } else { ' ' });
     }
     let corpus = dir.join("corpus.txt");
     std::fs::write(&corpus, text).expect("corpus");
@@ -144,7 +144,7 @@ fn wgpu_follows_the_cpu_trajectory_across_a_growth() {
     }
     let tmp = scratch("parity");
     let dir = tmp.path();
-    let r = recipe(&dir);
+    let r = recipe(dir);
     let every = ["--log-every", "1"];
     let cpu = train(
         &r,
@@ -206,7 +206,7 @@ fn checkpoints_move_between_cpu_and_wgpu() {
     }
     let tmp = scratch("resume");
     let dir = tmp.path();
-    let r = recipe(&dir);
+    let r = recipe(dir);
     let every = ["--log-every", "1"];
     let reference = train(
         &r,
@@ -245,7 +245,7 @@ fn bf16_on_wgpu_is_a_clear_error() {
     }
     let tmp = scratch("bf16");
     let dir = tmp.path();
-    let r = recipe(&dir);
+    let r = recipe(dir);
     let out = dir.join("run");
     let o = progc(&[
         "run",

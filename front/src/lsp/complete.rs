@@ -130,7 +130,7 @@ pub(super) fn completions(p: &Program, text: &str, offset: usize) -> Vec<Complet
         if key_part.trim_end().ends_with(|c: char| is_ident(c)) && !out.is_empty() {
             return out;
         }
-        if head.ends_with('=') && head.trim_start().split_whitespace().count() >= 2 {
+        if head.ends_with('=') && head.split_whitespace().count() >= 2 {
             // `recipe NAME =` or `model NAME =`: a parent.
             let kw = head.split_whitespace().next().unwrap_or("");
             return names_of(p, kw);

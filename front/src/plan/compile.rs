@@ -294,7 +294,7 @@ fn build(runs: &[RunSpec], experiment: Option<String>, reference: Option<String>
         let segments = segments(spec);
         let flops = segments
             .iter()
-            .fold(Flops::default(), |acc, s| acc.add(s.flops));
+            .fold(Flops::default(), |acc, s| acc + s.flops);
         let fixed_flops = Flops::of(
             &spec.model,
             spec.model.depth,
@@ -314,11 +314,11 @@ fn build(runs: &[RunSpec], experiment: Option<String>, reference: Option<String>
     let mut sharing = Sharing::default();
     for r in &run_plans {
         sharing.steps_separate += r.spec.total_steps;
-        sharing.flops_separate = sharing.flops_separate.add(r.flops);
+        sharing.flops_separate = sharing.flops_separate + r.flops;
     }
     for node in graph.node_weights() {
         sharing.steps_trained += node.segment.steps();
-        sharing.flops_trained = sharing.flops_trained.add(node.segment.flops);
+        sharing.flops_trained = sharing.flops_trained + node.segment.flops;
     }
 
     Plan {
@@ -368,10 +368,7 @@ mod tests {
                 at = s.end_step;
             }
             assert_eq!(at, spec.total_steps);
-            let sum = r
-                .segments
-                .iter()
-                .fold(Flops::default(), |a, s| a.add(s.flops));
+            let sum = r.segments.iter().fold(Flops::default(), |a, s| a + s.flops);
             assert!(flops_close(sum, r.flops));
 
             let mut at = 0;
@@ -465,7 +462,7 @@ mod tests {
         assert_eq!(rp.flops_until(100), rp.flops);
         let head = Flops::of(&rp.spec.model, 0, 40 * 128);
         let part = Flops::of(&rp.spec.model, 2, 10 * 128);
-        assert_eq!(rp.flops_until(50), head.add(part));
+        assert_eq!(rp.flops_until(50), head + part);
         assert_eq!(rp.fixed_flops_until(100), rp.fixed_flops);
     }
 
@@ -610,8 +607,8 @@ mod tests {
         assert_eq!(sh.steps_separate, 30_000);
         assert_eq!(sh.steps_trained, 8000 + 10_000);
         let tps = 4 * 1024;
-        let trained = Flops::of(&m, 0, 8000 * tps).add(Flops::of(&m, 12, 10_000 * tps));
-        let separate = Flops::of(&m, 0, 20_000 * tps).add(Flops::of(&m, 12, 10_000 * tps));
+        let trained = Flops::of(&m, 0, 8000 * tps) + Flops::of(&m, 12, 10_000 * tps);
+        let separate = Flops::of(&m, 0, 20_000 * tps) + Flops::of(&m, 12, 10_000 * tps);
         assert!(flops_close(sh.flops_trained, trained));
         assert!(flops_close(sh.flops_separate, separate));
         assert_eq!(plan.experiment.as_deref(), Some("sweep"));

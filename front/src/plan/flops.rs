@@ -66,6 +66,18 @@ pub struct Flops {
     pub six_n_non_embedding: f64,
 }
 
+impl std::ops::Add for Flops {
+    type Output = Flops;
+
+    fn add(self, o: Flops) -> Flops {
+        Flops {
+            exact: self.exact + o.exact,
+            six_n_embedding: self.six_n_embedding + o.six_n_embedding,
+            six_n_non_embedding: self.six_n_non_embedding + o.six_n_non_embedding,
+        }
+    }
+}
+
 impl Flops {
     pub fn of(m: &ModelSpec, depth: usize, tokens: u64) -> Flops {
         let p = param_counts(m, depth);
@@ -74,14 +86,6 @@ impl Flops {
             exact: exact_flops_per_token(m, depth) * t,
             six_n_embedding: 6.0 * p.total as f64 * t,
             six_n_non_embedding: 6.0 * p.non_embedding as f64 * t,
-        }
-    }
-
-    pub fn add(self, o: Flops) -> Flops {
-        Flops {
-            exact: self.exact + o.exact,
-            six_n_embedding: self.six_n_embedding + o.six_n_embedding,
-            six_n_non_embedding: self.six_n_non_embedding + o.six_n_non_embedding,
         }
     }
 

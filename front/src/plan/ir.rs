@@ -118,7 +118,7 @@ impl RunPlan {
         let depth_steps = self.segments.iter().filter(|g| g.start_step < steps);
         depth_steps.fold(Flops::default(), |total, g| {
             let tokens = (g.end_step.min(steps) - g.start_step) * tps;
-            total.add(Flops::of(&self.spec.model, g.depth, tokens))
+            total + Flops::of(&self.spec.model, g.depth, tokens)
         })
     }
 

@@ -400,10 +400,10 @@ impl Checkpoint {
                 format!("cannot read checkpoint {}: {e}", path.display()),
             )
             .with_help("check the run directory; a run writes checkpoints/latest.safetensors");
-            if e.kind() == std::io::ErrorKind::NotFound {
-                if let Some(old) = old_format_sibling(path) {
-                    err = old_format(&old);
-                }
+            if e.kind() == std::io::ErrorKind::NotFound
+                && let Some(old) = old_format_sibling(path)
+            {
+                err = old_format(&old);
             }
             err
         })?;
@@ -810,9 +810,9 @@ mod tests {
         let dir = tmp.path();
         let (_, ck, _) = sample();
         for step in [10, 200, 30, 40] {
-            ck.write(&recent_path(&dir, step)).unwrap();
+            ck.write(&recent_path(dir, step)).unwrap();
         }
-        prune_recent(&dir, 2);
+        prune_recent(dir, 2);
         let mut left: Vec<String> = std::fs::read_dir(dir.join("checkpoints/recent"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

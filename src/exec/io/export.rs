@@ -146,11 +146,9 @@ fn write_dir_atomically(
         return Err(e);
     }
     let replacing = out.exists();
-    if replacing {
-        if let Err(e) = std::fs::rename(out, &old) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(ExecError::io("move aside", out, e));
-        }
+    if replacing && let Err(e) = std::fs::rename(out, &old) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(ExecError::io("move aside", out, e));
     }
     if let Err(e) = std::fs::rename(&tmp, out) {
         if replacing {
@@ -406,7 +404,7 @@ mod tests {
         });
         assert!(failed.is_err());
         assert!(!out.exists());
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no temp left");
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0, "no temp left");
         write_dir_atomically(&out, |d| write_text(&d.join(MARKER), "{}")).unwrap();
         assert!(check_out_dir(&out, false).is_err());
         assert!(check_out_dir(&out, true).is_ok());
@@ -425,8 +423,8 @@ mod tests {
         assert!(e.message.contains("does not exist"), "{e}");
         let tmp = scratch("norun");
         let dir = tmp.path();
-        std::fs::create_dir_all(&dir).unwrap();
-        let e = load_run(&dir, None).err().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let e = load_run(dir, None).err().unwrap();
         assert!(e.message.contains("run.json"), "{e}");
     }
 }

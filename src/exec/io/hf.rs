@@ -235,7 +235,7 @@ pub fn from_hf<B: Backend>(
     if cfg["layer_norm_epsilon"].as_f64() != Some(LN_EPS) {
         return Err(bad_export(dir, "layer_norm_epsilon is not 1e-5"));
     }
-    if width == 0 || heads == 0 || width % heads != 0 || inner % width != 0 {
+    if width == 0 || heads == 0 || width % heads != 0 || !inner.is_multiple_of(width) {
         return Err(bad_export(
             dir,
             "n_embd, n_head and n_inner do not fit progc's model",

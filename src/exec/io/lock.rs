@@ -132,8 +132,8 @@ mod tests {
     fn a_second_writer_is_refused_and_told_who_holds_the_directory() {
         let tmp = scratch("lock");
         let dir = tmp.path();
-        let first = lock_dir(&dir).expect("free");
-        let e = lock_dir(&dir).expect_err("held");
+        let first = lock_dir(dir).expect("free");
+        let e = lock_dir(dir).expect_err("held");
         assert_eq!(e.kind, ErrorKind::Busy);
         let pid = std::process::id().to_string();
         assert!(
@@ -141,10 +141,10 @@ mod tests {
             "{e}"
         );
         assert!(e.help.as_deref().unwrap_or("").contains("--resume"), "{e}");
-        assert_eq!(holder(&dir).map(|h| h.pid), Some(std::process::id()));
+        assert_eq!(holder(dir).map(|h| h.pid), Some(std::process::id()));
         drop(first);
-        assert_eq!(holder(&dir), None);
-        let again = lock_dir(&dir).expect("released with its holder");
+        assert_eq!(holder(dir), None);
+        let again = lock_dir(dir).expect("released with its holder");
         drop(again);
     }
 }

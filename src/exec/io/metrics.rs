@@ -360,7 +360,7 @@ mod tests {
             tokens: step * 64,
             flops: step as f64 * 1e9,
             train_loss: 5.0 - step as f64 * 0.01,
-            val_loss: (step % 10 == 0).then_some(4.5),
+            val_loss: step.is_multiple_of(10).then_some(4.5),
             lr: 1e-3,
             depth: if step < 8 { 0 } else { 2 },
             segment: usize::from(step >= 8),

@@ -681,7 +681,7 @@ mod tests {
             assert!(svg_text.contains(&needle), "svg lacks {label}");
         }
         // No temp files left behind.
-        let names: Vec<String> = std::fs::read_dir(&dir)
+        let names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();

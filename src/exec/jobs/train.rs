@@ -816,7 +816,7 @@ mod tests {
             InitSpec::Random { std: 0.02 },
             OptStatePolicy::Keep,
         );
-        let sp = spec(write_corpus(&dir), 12, 0, vec![g]);
+        let sp = spec(write_corpus(dir), 12, 0, vec![g]);
         let summary = run(&plan(sp.clone()), &opts(&dir.join("out"), None)).unwrap();
         assert_eq!(summary.total_steps, 12);
         assert_eq!(summary.growth_steps, vec![8]);
@@ -861,7 +861,7 @@ mod tests {
             },
             OptStatePolicy::Copy,
         );
-        let p = plan(spec(write_corpus(&dir), 30, 1, vec![g]));
+        let p = plan(spec(write_corpus(dir), 30, 1, vec![g]));
         let a = run(&p, &opts(&dir.join("a"), None)).unwrap();
         // Stop exactly at the growth boundary, resume, stop mid-segment, resume to the end.
         let b = dir.join("b");
@@ -892,7 +892,7 @@ mod tests {
     fn new_blocks_lr_mult_scales_only_them_and_survives_resume() {
         let tmp = scratch("lr_mult");
         let dir = tmp.path();
-        let corpus = write_corpus(&dir);
+        let corpus = write_corpus(dir);
         let grown = |m: f64| {
             let g = GrowthSpec {
                 lr_mult: m,
@@ -956,7 +956,7 @@ mod tests {
             weight_decay: 0.0,
             ..AdamWSpec::with_lr(3e-3)
         });
-        let summary = run(&plan(sp), &opts(&dir, None)).unwrap();
+        let summary = run(&plan(sp), &opts(dir, None)).unwrap();
         let rows = read_metrics(&dir.join("metrics.jsonl")).unwrap();
         let vals: Vec<f64> = rows.iter().filter_map(|r| r.val_loss).collect();
         assert_eq!(vals.len(), 4, "{vals:?}");
@@ -970,13 +970,13 @@ mod tests {
     fn divergence_is_an_error_naming_the_step() {
         let tmp = scratch("nan");
         let dir = tmp.path();
-        let mut sp = spec(write_corpus(&dir), 10, 1, vec![]);
+        let mut sp = spec(write_corpus(dir), 10, 1, vec![]);
         sp.schedule = ScheduleSpec::Constant { warmup_steps: 0 };
         sp.optimizer = OptimizerSpec::Adamw(AdamWSpec {
             weight_decay: 0.0,
             ..AdamWSpec::with_lr(f64::INFINITY)
         });
-        let e = run(&plan(sp), &opts(&dir, None)).unwrap_err();
+        let e = run(&plan(sp), &opts(dir, None)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Diverged, "{e}");
         assert!(e.message.contains("step 1 (segment 0, depth 1)"), "{e}");
     }

@@ -72,7 +72,7 @@ impl Topology {
     /// An error before anything starts when the global batch does not split evenly.
     pub fn check_batch(&self, sequences: usize) -> Result<(), ExecError> {
         let w = self.world();
-        if sequences % w == 0 {
+        if sequences.is_multiple_of(w) {
             return Ok(());
         }
         let lower = (sequences / w).max(1) * w;
@@ -223,10 +223,10 @@ pub fn launch<T: Send + 'static>(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some((_, since)) = &consequence {
-            if since.elapsed() > Duration::from_secs(2) || done == n {
-                break;
-            }
+        if let Some((_, since)) = &consequence
+            && (since.elapsed() > Duration::from_secs(2) || done == n)
+        {
+            break;
         }
         let quiet = beats.quiet_for();
         if quiet > topo.peer_timeout {

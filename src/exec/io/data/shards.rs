@@ -306,7 +306,7 @@ fn llmc_layout(head: &[u8], bytes: usize, path: &Path) -> Result<(usize, usize),
                 "shard {shown} says it holds {count} tokens (header, byte offset 8), but its \
                  {payload} bytes after the header hold {} tokens{}",
                 payload / width,
-                if payload % width != 0 {
+                if !payload.is_multiple_of(width) {
                     " and a cut one"
                 } else {
                     ""
@@ -443,7 +443,7 @@ mod tests {
     }
 
     fn err(spec: &DataSpec) -> ExecError {
-        load(spec).err().expect("an error")
+        load(spec).expect_err("an error")
     }
 
     #[test]

@@ -341,11 +341,11 @@ pub fn load_corpus_with_cache(
     let mut cached = None;
     for dir in cache_dirs {
         let path = dir.join(&name);
-        if let Ok(data) = fs::read(&path) {
-            if let Some(tokens) = decode_cache(&data, vocab, hash) {
-                cached = Some((tokens, path));
-                break;
-            }
+        if let Ok(data) = fs::read(&path)
+            && let Some(tokens) = decode_cache(&data, vocab, hash)
+        {
+            cached = Some((tokens, path));
+            break;
         }
     }
     let (tokens, outcome) = match cached {
@@ -555,7 +555,7 @@ mod tests {
             .unwrap();
         assert!(e.message.contains("too small"), "{e}");
 
-        let e = load_corpus_with_cache(&spec(&dir, Tokenizer::Bytes, 0.1), &[])
+        let e = load_corpus_with_cache(&spec(dir, Tokenizer::Bytes, 0.1), &[])
             .err()
             .unwrap();
         assert!(e.message.contains("cannot read"), "{e}");

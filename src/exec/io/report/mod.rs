@@ -674,8 +674,8 @@ mod tests {
         use crate::plan::spec::{ExperimentSpec, ScheduleSpec};
         let flat = ScheduleSpec::Constant { warmup_steps: 0 };
         let runs = [
-            run("a", tiny(), 2, vec![], 20, flat.clone()),
-            run("b", tiny(), 1, vec![], 20, flat.clone()),
+            run("a", tiny(), 2, vec![], 20, flat),
+            run("b", tiny(), 1, vec![], 20, flat),
             run("c", tiny(), 0, vec![], 20, flat),
         ];
         let exp = ExperimentSpec {

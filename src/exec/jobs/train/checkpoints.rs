@@ -49,7 +49,7 @@ impl<'a> CheckpointPolicy<'a> {
     /// session (the run's end, a `--stop-after` or a stop signal).
     pub fn due(&self, done: u64, last: bool) -> Option<Due> {
         let on_clock = self.clock.is_some_and(|b| self.last.elapsed() >= b);
-        let recent = on_clock || (self.every > 0 && done % self.every == 0);
+        let recent = on_clock || (self.every > 0 && done.is_multiple_of(self.every));
         let keep = self.keep.contains(&done);
         (keep || recent || last).then_some(Due { keep, recent })
     }

@@ -34,7 +34,7 @@ impl Cadence<'_> {
     /// the run's end, and right before a growth.
     pub fn eval_due(&self, s: u64) -> bool {
         let spec = &self.plan.spec;
-        (spec.eval_every > 0 && (s + 1) % spec.eval_every == 0)
+        (spec.eval_every > 0 && (s + 1).is_multiple_of(spec.eval_every))
             || s + 1 == spec.total_steps
             || self.plan.growth_at(s + 1).is_some()
     }
@@ -43,7 +43,11 @@ impl Cadence<'_> {
     /// `log_every` steps, at evaluations, growths (`grew`) and the session's last step, and
     /// when a stop signal must be shared with the other replicas (`stop`).
     pub fn row_due(&self, s: u64, grew: bool, stop: bool) -> bool {
-        (s + 1) % self.log_every == 0 || self.eval_due(s) || grew || s + 1 == self.end || stop
+        (s + 1).is_multiple_of(self.log_every)
+            || self.eval_due(s)
+            || grew
+            || s + 1 == self.end
+            || stop
     }
 }
 

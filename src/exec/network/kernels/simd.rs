@@ -60,7 +60,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let y = p * r * r + r + 1.0;
     let scale = f32::from_bits(kf.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
     if x < -87.3 { 0.0 } else { y * scale }
@@ -78,7 +78,7 @@ pub fn phi_cdf(x: f32) -> f32 {
     let mut p = 0.170_872_77f32;
     p = p * t - 0.822_152_23;
     p = p * t + 1.488_515_9;
-    p = p * t - 1.135_203_9;
+    p = p * t - 1.135_204;
     p = p * t + 0.278_868_07;
     p = p * t - 0.186_288_06;
     p = p * t + 0.096_784_18;
