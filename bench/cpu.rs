@@ -14,7 +14,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use progc::exec::network::model::Gpt2;
-use progc::exec::network::optim::Optimizer;
+use progc::exec::network::optim::{Optimizer, ParamRules};
 use progc::exec::network::precision::Precision;
 use progc::plan::spec::{AdamWSpec, ModelSpec, OptimizerSpec, ResidualScaling};
 
@@ -43,7 +43,7 @@ fn burn_tok_per_s(depth: usize, vocab: usize, fused: bool, steps: usize) -> f64 
     let m = spec(depth, vocab);
     let mut model = Gpt2::<B>::new(&m, depth, 0, &device);
     let mut opt = Optimizer::<B>::new(&OptimizerSpec::Adamw(AdamWSpec::with_lr(1e-3)));
-    let groups = model.param_groups();
+    let groups = ParamRules::from(model.param_groups());
     let tokens: Vec<i32> = (0..BATCH * m.context)
         .map(|i| ((i * 7919) % m.vocab) as i32)
         .collect();

@@ -22,11 +22,11 @@
 //! Output directory: `run.json` (the `RunPlan`), `metrics.jsonl`, `summary.json`, `loss.png`,
 //! `loss.svg`, `checkpoints/latest.safetensors` and `checkpoints/step-<N>.safetensors` at segment boundaries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, ParamId};
+use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -44,7 +44,7 @@ use crate::exec::io::plot::plot_losses;
 use crate::exec::network::grow::{block_origins, grow};
 use crate::exec::network::kernels::{Kernels, TrainBackend};
 use crate::exec::network::model::Gpt2;
-use crate::exec::network::optim::Optimizer;
+use crate::exec::network::optim::{Optimizer, ParamRules};
 use crate::exec::network::precision::Precision;
 use crate::exec::network::rng::splitmix64;
 use crate::plan::ir::RunPlan;
@@ -415,8 +415,7 @@ impl Job<'_> {
         };
         let mut clock = Clock::start(&st.timing);
         let mut checkpoints = CheckpointPolicy::new(dir, plan, &opts.checkpoint_at);
-        let mut groups = st.model.param_groups();
-        st.opt.set_lr_mults(new_block_lr_mults(&st.model, spec));
+        let mut rules = param_rules(&st.model, spec);
         let mut window = LossWindow::<B>(None);
         let mut stopped_at = None;
 
@@ -427,8 +426,7 @@ impl Job<'_> {
                 let t0 = Instant::now();
                 let seed = derive_seed(spec.seed, SALT_GROW + s);
                 st.model = grow_with_policy(st.model, &mut st.opt, g, &spec.model, seed, &device)?;
-                groups = st.model.param_groups();
-                st.opt.set_lr_mults(new_block_lr_mults(&st.model, spec));
+                rules = param_rules(&st.model, spec);
                 replicas.agree(
                     &format!("after the growth at step {s}"),
                     run_id,
@@ -463,7 +461,7 @@ impl Job<'_> {
             });
             let grads = GradientsParams::from_grads(out.surrogate.backward(), &st.model);
             let grads = replicas.mean_grads(grads, &st.model)?;
-            let (model, _) = st.opt.step_deferred(st.model, grads, lr, &groups);
+            let (model, _) = st.opt.step_deferred(st.model, grads, lr, &rules);
             // Read only now, with the whole step queued, so the device is never left idle
             // waiting for the host between the forward and the backward pass.
             let (train_loss, signalled) = match window.0.take() {
@@ -624,10 +622,10 @@ pub fn grow_with_policy<B: TrainBackend>(
     Ok(grown.model)
 }
 
-/// The LR multiplier of every parameter in a block that a growth so far added with an
-/// `lr_mult` other than 1. Derived from the recipe and the model's depth, so a resumed run
-/// gets the same rates as one that never stopped.
-fn new_block_lr_mults<B: Backend>(model: &Gpt2<B>, spec: &RunSpec) -> HashMap<ParamId, f64> {
+/// Each parameter's group, and the LR multiplier of every parameter in a block that a growth
+/// so far added with an `lr_mult` other than 1. Derived from the model and the recipe alone, so
+/// a resumed run gets the same rates as one that never stopped.
+fn param_rules<B: Backend>(model: &Gpt2<B>, spec: &RunSpec) -> ParamRules {
     // Growths strictly deepen the model: the ones done are those it is already as deep as.
     let n = spec
         .growths
@@ -636,14 +634,18 @@ fn new_block_lr_mults<B: Backend>(model: &Gpt2<B>, spec: &RunSpec) -> HashMap<Pa
         .count();
     let done = &spec.growths[..n];
     let origins = block_origins(spec.start_depth, done);
-    model
+    let lr_mults = model
         .block_param_ids()
         .into_iter()
         .zip(origins)
         .filter_map(|(ids, o)| Some((ids, done[o?].lr_mult)))
         .filter(|&(_, m)| m != 1.0)
         .flat_map(|(ids, m)| ids.into_iter().map(move |id| (id, m)))
-        .collect()
+        .collect();
+    ParamRules {
+        groups: model.param_groups(),
+        lr_mults,
+    }
 }
 
 /// Loads the run's corpus and checks that it fits the batch and the model's vocabulary.
@@ -992,8 +994,8 @@ mod tests {
             let x = toks(&[(0..16).map(|i| (i * 3 + k) % 64).collect()]);
             let y = toks(&[(0..16).map(|i| (i * 3 + k + 1) % 64).collect()]);
             let grads = GradientsParams::from_grads(model.loss(x, y).backward(), &model);
-            let groups = model.param_groups();
-            model = opt.step(model, grads, 1e-2, &groups).0;
+            let rules = ParamRules::from(model.param_groups());
+            model = opt.step(model, grads, 1e-2, &rules).0;
         }
         (model, opt, ms)
     }
@@ -1075,8 +1077,8 @@ mod tests {
         let x = toks(&[(0..16).map(|i| (i * 5) % 64).collect()]);
         let y = toks(&[(0..16).map(|i| (i * 5 + 1) % 64).collect()]);
         let grads = GradientsParams::from_grads(m.loss(x, y).backward(), &m);
-        let groups = m.param_groups();
-        let m = opt.step(m, grads, 1e-2, &groups).0;
+        let rules = ParamRules::from(m.param_groups());
+        let m = opt.step(m, grads, 1e-2, &rules).0;
         let (a, b) = (vals(&m, 0), vals(&m, 1));
         // Every weight matrix of the copy moved differently from its source.
         for k in [2, 4, 8, 10] {

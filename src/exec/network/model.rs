@@ -657,7 +657,7 @@ pub(crate) mod tests {
     #[test]
     fn one_training_step_through_the_kernels_matches_plain_tensor_ops() {
         use crate::exec::network::kernels::head_ce::reference::rel_err;
-        use crate::exec::network::optim::Optimizer;
+        use crate::exec::network::optim::{Optimizer, ParamRules};
         use crate::plan::spec::{AdamWSpec, OptimizerSpec};
         let spec = ModelSpec {
             context: 24,
@@ -706,7 +706,7 @@ pub(crate) mod tests {
             })
             .collect();
         let gp = burn::optim::GradientsParams::from_grads(raw, &m);
-        let (stepped, _) = opt.step(m, gp, lr, &groups);
+        let (stepped, _) = opt.step(m, gp, lr, &ParamRules::from(groups.clone()));
         for (((name, p), (p0, decays)), (_, g)) in
             stepped.named_params().iter().zip(&before).zip(&plain_grads)
         {

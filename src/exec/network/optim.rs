@@ -14,8 +14,9 @@
 //! - `step` is deterministic given (state, params, grads, lr): `save` -> `load` resumes exactly.
 //! - Host syncs in `step`: none, except one scalar read of the global gradient norm when
 //!   clipping is on (or `set_report_norm(true)`); otherwise `step` returns a norm of `0.0`.
-//! - Per-parameter LR multipliers ([`Optimizer::set_lr_mults`], a growth's `lr_mult`) multiply
-//!   the group's rate and are not saved: the training loop derives them from the recipe.
+//! - What a step knows of each parameter beyond its tensor, its group and an extra LR
+//!   multiplier (a growth's `lr_mult`), comes in one [`ParamRules`] per step and is not saved:
+//!   the training loop derives it from the model and the recipe.
 //! - Muon's scale `sqrt(max(1, fan_out / fan_in))` assumes burn's `Linear` layout, where a
 //!   weight is `[fan_in, fan_out]` (rows = inputs); see [`muon_scale`].
 
@@ -116,13 +117,30 @@ struct ParamState<B: Backend> {
     v: Option<Tensor<B, 1>>,
 }
 
+/// What a step applies to each parameter besides the optimizer's own settings.
+#[derive(Clone, Debug, Default)]
+pub struct ParamRules {
+    /// Decides weight decay, Muon vs AdamW and the group's LR multiplier. A parameter missing
+    /// here is grouped by rank: rank >= 2 is `Hidden`, rank 1 is `Bias` (no decay).
+    pub groups: HashMap<ParamId, ParamGroup>,
+    /// Multiplies the group's rate (absent: 1): the blocks a growth with `lr_mult` added.
+    pub lr_mults: HashMap<ParamId, f64>,
+}
+
+impl From<HashMap<ParamId, ParamGroup>> for ParamRules {
+    fn from(groups: HashMap<ParamId, ParamGroup>) -> Self {
+        ParamRules {
+            groups,
+            lr_mults: HashMap::new(),
+        }
+    }
+}
+
 /// AdamW, or Muon on hidden matrices with AdamW on the rest. See the module doc.
 pub struct Optimizer<B: TrainBackend> {
     spec: OptimizerSpec,
     states: HashMap<ParamId, ParamState<B::InnerBackend>>,
     report_norm: bool,
-    /// Extra LR multipliers by parameter (absent: 1).
-    lr_mults: HashMap<ParamId, f64>,
 }
 
 impl<B: TrainBackend> Optimizer<B> {
@@ -131,14 +149,7 @@ impl<B: TrainBackend> Optimizer<B> {
             spec: *spec,
             states: HashMap::new(),
             report_norm: false,
-            lr_mults: HashMap::new(),
         }
-    }
-
-    /// Multiplies these parameters' learning rates (on top of their group's) from the next step
-    /// on; replaces the previous set.
-    pub fn set_lr_mults(&mut self, mults: HashMap<ParamId, f64>) {
-        self.lr_mults = mults;
     }
 
     pub fn spec(&self) -> &OptimizerSpec {
@@ -168,23 +179,21 @@ impl<B: TrainBackend> Optimizer<B> {
     }
 
     /// One update. `lr` is the scheduled LR of the main group (peak * schedule factor); group
-    /// multipliers (spec.lr_mult: embed / hidden / norm; biases use hidden) are applied inside.
+    /// multipliers (spec.lr_mult: embed / hidden / norm; biases use hidden) and `rules`'
+    /// per-parameter ones are applied inside.
     /// Returns the updated module and the global gradient L2 norm before clipping (`0.0` when
     /// neither clipping nor `set_report_norm` asks for it: that avoids a host sync).
     ///
     /// The clip threshold is the AdamW spec's (`muon.adam.clip` under Muon) and scales every
     /// gradient, Muon's included.
-    ///
-    /// Parameters missing from `groups` are grouped by rank: rank >= 2 is `Hidden`, rank 1 is
-    /// `Bias` (no decay).
     pub fn step<M: AutodiffModule<B>>(
         &mut self,
         model: M,
         grads: GradientsParams,
         lr: f64,
-        groups: &HashMap<ParamId, ParamGroup>,
+        rules: &ParamRules,
     ) -> (M, f64) {
-        let (model, norm) = self.step_deferred(model, grads, lr, groups);
+        let (model, norm) = self.step_deferred(model, grads, lr, rules);
         (model, norm.map_or(0.0, |n| n.into_scalar().elem::<f64>()))
     }
 
@@ -195,7 +204,7 @@ impl<B: TrainBackend> Optimizer<B> {
         model: M,
         mut grads: GradientsParams,
         lr: f64,
-        groups: &HashMap<ParamId, ParamGroup>,
+        rules: &ParamRules,
     ) -> (M, Option<Tensor<B::InnerBackend, 1>>) {
         let clip = self.adam().clip;
         let norm = if clip.is_some() || self.report_norm {
@@ -226,8 +235,7 @@ impl<B: TrainBackend> Optimizer<B> {
             states: &mut self.states,
             grads: &mut grads,
             scale,
-            groups,
-            lr_mults: &self.lr_mults,
+            rules,
         };
         let model = model.map(&mut mapper);
         (model, norm)
@@ -410,8 +418,7 @@ struct UpdateMapper<'a, B: TrainBackend> {
     grads: &'a mut GradientsParams,
     /// Global clip factor `min(1, c / (norm + eps))`, shape `[1]`.
     scale: Option<Tensor<B::InnerBackend, 1>>,
-    groups: &'a HashMap<ParamId, ParamGroup>,
-    lr_mults: &'a HashMap<ParamId, f64>,
+    rules: &'a ParamRules,
 }
 
 impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
@@ -429,7 +436,7 @@ impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         if let Some(s) = &self.scale {
             g = g * s.clone().expand([n]);
         }
-        let group = self.groups.get(&id).copied().unwrap_or(if D >= 2 {
+        let group = self.rules.groups.get(&id).copied().unwrap_or(if D >= 2 {
             ParamGroup::Hidden
         } else {
             ParamGroup::Bias
@@ -444,7 +451,7 @@ impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
             .remove(&id)
             .filter(|s| s.shape == dims && s.v.is_some() == muon.is_none());
         let p = p.reshape([n]);
-        let mult = self.rates.mult(group) * self.lr_mults.get(&id).copied().unwrap_or(1.0);
+        let mult = self.rates.mult(group) * self.rules.lr_mults.get(&id).copied().unwrap_or(1.0);
         let (p, state) = match muon {
             Some(m) => muon_update(
                 &m,
@@ -645,8 +652,8 @@ mod tests {
         }
     }
 
-    fn toy_groups(m: &Toy<TB>) -> HashMap<ParamId, ParamGroup> {
-        HashMap::from([(m.w.id, ParamGroup::Hidden), (m.g.id, ParamGroup::Norm)])
+    fn toy_groups(m: &Toy<TB>) -> ParamRules {
+        HashMap::from([(m.w.id, ParamGroup::Hidden), (m.g.id, ParamGroup::Norm)]).into()
     }
 
     /// Reference AdamW step in f64 (PyTorch's formula), on plain slices.
@@ -825,12 +832,13 @@ mod tests {
         n
     }
 
-    fn net_groups(n: &Net<TB>) -> HashMap<ParamId, ParamGroup> {
+    fn net_groups(n: &Net<TB>) -> ParamRules {
         HashMap::from([
             (n.lin.weight.id, ParamGroup::Hidden),
             (n.lin.bias.as_ref().unwrap().id, ParamGroup::Bias),
             (n.gain.id, ParamGroup::Norm),
         ])
+        .into()
     }
 
     fn net_step(opt: &mut Optimizer<TB>, n: Net<TB>, t: usize) -> Net<TB> {
@@ -1009,7 +1017,10 @@ mod tests {
             w: Param::from_tensor(Tensor::zeros([4, 3], &dev())),
             g: Param::from_tensor(Tensor::from_floats([1.0, 1.0], &dev())),
         };
-        let groups = HashMap::from([(m.w.id, ParamGroup::Hidden), (m.g.id, ParamGroup::Norm)]);
+        let groups = ParamRules::from(HashMap::from([
+            (m.w.id, ParamGroup::Hidden),
+            (m.g.id, ParamGroup::Norm),
+        ]));
         let loss_of = |m: &Toy<TB>| {
             (m.w.val() - target.clone()).square().sum() + (m.g.val() - 2.0).square().sum()
         };
