@@ -1,12 +1,13 @@
 //! The `progc` binary as a user meets it: exit codes, messages for every kind of mistake, and
 //! no panics.
 
-mod support;
+#[path = "../src/testing.rs"]
+mod testing;
 
 use std::process::{Command, Output};
 
-use support::scratch;
 use tempfile::TempDir;
+use testing::scratch;
 
 fn progc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_progc"))
@@ -169,7 +170,6 @@ fn run_mistakes_are_clear_errors() {
 
     // A corpus that is not there.
     let recipe = dir.join("r.prog");
-    std::fs::create_dir_all(dir).expect("temp dir");
     std::fs::write(
         &recipe,
         "import \"std/gpt2.prog\"\nrecipe r {\n model = gpt2_tiny { depth: 1 }\n \

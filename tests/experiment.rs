@@ -1,10 +1,11 @@
 //! Experiments end to end on a toy corpus: shared prefixes are trained once, an interrupted
 //! experiment resumes without retraining, and the report agrees with the runs' summaries.
 
-mod support;
+#[path = "../src/testing.rs"]
+mod testing;
 
 use std::path::{Path, PathBuf};
-use support::scratch;
+use testing::scratch;
 
 use progc::check::check_source;
 use progc::diagnostic::has_errors;
@@ -193,8 +194,11 @@ fn stretches(dir: &Path) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
-/// Copies a run directory into another experiment, as a user would with `cp -r`.
+/// Copies a run directory into another experiment's folder (made if missing), as a user would
+/// with `cp -r`.
 fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().expect("a run dir inside an experiment"))
+        .expect("experiment dir");
     let copied = std::process::Command::new("cp")
         .arg("-r")
         .arg(from)
@@ -225,7 +229,6 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
         experiment b { runs: [late, early], reference: late }",
     );
     let b = dir.join("b");
-    std::fs::create_dir_all(&b).expect("b");
     copy_dir(&a.join("early"), &b.join("early"));
     run_experiment(&second, &opts(&b, None))
         .expect("b")
@@ -237,7 +240,6 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     let stopped = dir.join("stopped");
     run_experiment(&first, &opts(&stopped, Some(7))).expect("stopped");
     let d = dir.join("d");
-    std::fs::create_dir_all(&d).expect("d");
     copy_dir(&stopped.join("early"), &d.join("early"));
     run_experiment(&second, &opts(&d, None))
         .expect("d")
@@ -262,7 +264,6 @@ fn a_finished_run_copied_in_donates_its_prefix_even_when_listed_later() {
     let s5 = dir.join("s5");
     run_experiment(&other, &opts(&s5, None)).expect("s5");
     let c = dir.join("c");
-    std::fs::create_dir_all(&c).expect("c");
     copy_dir(&s5.join("early@seed5"), &c.join("early"));
     let e = run_experiment(&second, &opts(&c, None)).expect_err("foreign run");
     assert!(

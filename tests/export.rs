@@ -1,11 +1,12 @@
 //! `progc export` and `progc sample` on a real (tiny) run: the files transformers needs, the
 //! eval-loss parity of the exported weights read back into progc, the refusals, and sampling.
 
-mod support;
+#[path = "../src/testing.rs"]
+mod testing;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::scratch;
+use testing::scratch;
 
 use progc::exec::io::data::Batch;
 use progc::exec::io::hf::from_hf;
@@ -34,7 +35,6 @@ fn s(p: &Path) -> &str {
 
 /// A 6-step bytes run that grows from 1 to 2 blocks with `inv_sqrt_depth` residuals.
 fn tiny_run(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("temp dir");
     let corpus = std::fs::canonicalize("data/emma.txt").expect("bundled corpus");
     let recipe = dir.join("r.prog");
     std::fs::write(

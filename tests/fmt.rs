@@ -4,7 +4,8 @@
 //! input. The fuzz corpus's valid inputs get the same checks in `front/tests/fuzz.rs`. Also the
 //! command itself: `--check`, rewriting, files that do not parse or are not UTF-8.
 
-mod support;
+#[path = "../src/testing.rs"]
+mod testing;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,7 +15,7 @@ use progc::plan::render::render_json;
 use progc::plan::{compile_experiment, compile_run};
 use progc::syntax::fmt::{FmtError, format_source};
 use progc::syntax::{load_program, load_source};
-use support::scratch;
+use testing::scratch;
 
 fn fmt(text: &str) -> String {
     match format_source(FileId(0), text) {

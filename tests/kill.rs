@@ -2,12 +2,13 @@
 //! during checkpoint writes) and resumed after each kill ends with the metrics and the final
 //! checkpoint of the uninterrupted run, bit for bit (wall-clock fields aside).
 
-mod support;
+#[path = "../src/testing.rs"]
+mod testing;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::scratch;
+use testing::scratch;
 
 const STEPS: u64 = 400;
 const GROWTH: u64 = 200;

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-mod support;
-use support::scratch;
+#[path = "../src/testing.rs"]
+mod testing;
+use testing::scratch;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -12,13 +12,14 @@
 //! which AdamW carries forward. Every logged training and validation loss must agree within
 //! `TOL` = 1e-5 nats over the 40 steps (measured: at most 4.8e-7, in all three comparisons).
 
-mod support;
+#[path = "../src/testing.rs"]
+mod testing;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::scratch;
+use testing::scratch;
 
 use progc::exec::io::metrics::{MetricRow, Summary, read_metrics};
 

@@ -16,12 +16,13 @@
 //!
 //! A machine without a wgpu adapter skips these tests and says so on stderr, uncaptured.
 
-mod support;
+#[path = "../src/testing.rs"]
+mod testing;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::scratch;
+use testing::scratch;
 
 use progc::exec::device::wgpu_adapters;
 use progc::exec::io::metrics::{MetricRow, Summary, read_metrics};

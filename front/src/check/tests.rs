@@ -55,6 +55,24 @@ fn run(src: &str, name: &str, sets: &[&str]) -> RunSpec {
         .unwrap_or_else(|| panic!("no run {name}"))
 }
 
+/// A scratch directory under the system temp dir, removed when the test ends.
+fn scratch(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("progc-{tag}-"))
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Loads and checks the file at `path`, which must load cleanly and check without errors, and
+/// returns its run `name`.
+fn checked_run(path: &std::path::Path, name: &str) -> RunSpec {
+    let (program, load_diags) = crate::syntax::load_program(path, &[]).expect("load");
+    assert!(load_diags.is_empty(), "{load_diags:?}");
+    let (spec, diags) = super::check(&program);
+    assert!(!has_errors(&diags), "{}", render(&diags));
+    spec.runs.into_iter().find(|r| r.name == name).expect(name)
+}
+
 #[track_caller]
 fn expect(src: &str, want: &str) {
     let got = check(src);
@@ -750,10 +768,7 @@ fn times_in_tokens_and_steps() {
 
 #[test]
 fn data_paths_resolve_against_the_declaring_file() {
-    let tmp = tempfile::Builder::new()
-        .prefix("progc-check-")
-        .tempdir()
-        .expect("temp dir");
+    let tmp = scratch("check");
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("sub")).expect("temp dir");
     std::fs::write(
@@ -767,11 +782,7 @@ fn data_paths_resolve_against_the_declaring_file() {
         "import \"sub/data.prog\"\nimport \"std/paper.prog\"\nrecipe r = tiny_base { data = local }\n",
     )
     .expect("write");
-    let (program, load_diags) = crate::syntax::load_program(&main, &[]).expect("load");
-    assert!(load_diags.is_empty(), "{load_diags:?}");
-    let (spec, diags) = super::check(&program);
-    assert!(!has_errors(&diags), "{}", render(&diags));
-    let r = spec.runs.iter().find(|r| r.name == "r").expect("r");
+    let r = checked_run(&main, "r");
     assert_eq!(r.data.path, "corpus.txt");
     assert_eq!(
         r.data.resolved_path,
@@ -783,24 +794,13 @@ fn data_paths_resolve_against_the_declaring_file() {
 /// or not, so editing `std/paper.prog` does not move its corpus; other files there do not.
 #[test]
 fn an_edited_std_file_resolves_its_data_from_above_std() {
-    let tmp = tempfile::Builder::new()
-        .prefix("progc-check-std-")
-        .tempdir()
-        .expect("temp dir");
+    let tmp = scratch("check-std");
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("std")).expect("temp dir");
     let paper = crate::syntax::StdLib::get("paper.prog").expect("std paper");
     let edited = dir.join("std").join("paper.prog");
     std::fs::write(&edited, format!("{paper}\n// edited\n")).expect("write");
-    let (program, load_diags) = crate::syntax::load_program(&edited, &[]).expect("load");
-    assert!(load_diags.is_empty(), "{load_diags:?}");
-    let (spec, diags) = super::check(&program);
-    assert!(!has_errors(&diags), "{}", render(&diags));
-    let r = spec
-        .runs
-        .iter()
-        .find(|r| r.name == "mid_fixed")
-        .expect("mid_fixed");
+    let r = checked_run(&edited, "mid_fixed");
     assert_eq!(r.data.path, "data/big/corpus.txt");
     assert_eq!(
         r.data.resolved_path,
@@ -813,9 +813,7 @@ fn an_edited_std_file_resolves_its_data_from_above_std() {
         "import \"std/paper.prog\"\ndata local = text(\"corpus.txt\", tokenizer: bytes)\nrecipe r = tiny_base { data = local }\n",
     )
     .expect("write");
-    let (program, _) = crate::syntax::load_program(&mine, &[]).expect("load");
-    let (spec, _) = super::check(&program);
-    let r = spec.runs.iter().find(|r| r.name == "r").expect("r");
+    let r = checked_run(&mine, "r");
     assert_eq!(
         r.data.resolved_path,
         dir.join("std").join("corpus.txt").display().to_string()

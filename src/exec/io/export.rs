@@ -423,7 +423,6 @@ mod tests {
         assert!(e.message.contains("does not exist"), "{e}");
         let tmp = scratch("norun");
         let dir = tmp.path();
-        std::fs::create_dir_all(dir).unwrap();
         let e = load_run(dir, None).err().unwrap();
         assert!(e.message.contains("run.json"), "{e}");
     }
