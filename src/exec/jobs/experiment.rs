@@ -83,17 +83,16 @@ fn claim_dir(dir: &Path, plan: &Plan) -> Result<(), ExecError> {
                 )
                 .with_help(elsewhere)
             })?;
-            let what = |p: &Plan| {
-                let specs: Vec<_> = p.runs.iter().map(|r| r.spec.clone()).collect();
-                (
-                    p.experiment.clone(),
-                    p.reference.clone(),
-                    p.seeds.clone(),
-                    p.frontier.clone(),
-                    specs,
-                )
-            };
-            if what(&theirs) != what(plan) {
+            let same = theirs.experiment == plan.experiment
+                && theirs.reference == plan.reference
+                && theirs.seeds == plan.seeds
+                && theirs.frontier == plan.frontier
+                && theirs
+                    .runs
+                    .iter()
+                    .map(|r| &r.spec)
+                    .eq(plan.runs.iter().map(|r| &r.spec));
+            if !same {
                 return Err(ExecError::new(
                     ErrorKind::Checkpoint,
                     format!(
