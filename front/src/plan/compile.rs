@@ -168,12 +168,33 @@ fn model_agrees_until(a: &RunSpec, b: &RunSpec) -> u64 {
 /// be trained once for both: same data, batch, seed, optimizer and start depth; models that
 /// train alike before `s` (see [`model_agrees_until`]); the same growths (specs identical)
 /// before `s`; and the same LR value at every step before `s`.
+///
+/// Both specs are destructured field by field, with no `..`: a new `RunSpec` field does not
+/// compile until it is decided here whether runs that differ in it may share steps.
 pub fn shared_prefix(a: &RunSpec, b: &RunSpec) -> u64 {
-    let same_setup = a.start_depth == b.start_depth
-        && a.data == b.data
-        && a.batch == b.batch
-        && a.seed == b.seed
-        && a.optimizer == b.optimizer;
+    let RunSpec {
+        name: _,  // a label
+        model: _, // compared by `model_agrees_until`
+        data,
+        batch,
+        total_steps: _, // compared through the LR schedule below
+        optimizer,
+        schedule: _, // compared step by step below
+        seed,
+        start_depth,
+        growths: _, // compared growth by growth below
+        // Evaluation and checkpoints read the model and write files; they never change what
+        // is trained, so runs that differ in them still share.
+        eval_every: _,
+        eval_batches: _,
+        checkpoint_every: _,
+        checkpoint_clock_s: _,
+    } = a;
+    let same_setup = *start_depth == b.start_depth
+        && *data == b.data
+        && *batch == b.batch
+        && *seed == b.seed
+        && *optimizer == b.optimizer;
     if !same_setup {
         return 0;
     }
