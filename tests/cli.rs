@@ -77,6 +77,37 @@ fn check_exit_codes() {
     );
 }
 
+/// A file is warned about its own code: importing the std library (whose deliberate ablations
+/// warn) adds no warnings, and `check std/paper.prog` itself still shows them.
+#[test]
+fn imported_files_warnings_stay_quiet() {
+    let tmp = scratch("cli-quiet-imports");
+    let std_dir = std::fs::canonicalize("std").expect("std library");
+    let mine = tmp.path().join("mine.prog");
+    std::fs::write(
+        &mine,
+        format!(
+            "import {:?}\nrecipe mine = mid_fixed {{ seed = 4 }}\n",
+            std_dir.join("paper.prog").to_str().expect("utf-8 path")
+        ),
+    )
+    .expect("recipe");
+    let clean = progc(&[
+        "check",
+        "--deny-warnings",
+        mine.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    assert!(!text(&clean).contains("Warning"), "{}", text(&clean));
+    let std_itself = progc(&["check", "--deny-warnings", "std/paper.prog"]);
+    assert_eq!(std_itself.status.code(), Some(2), "{}", text(&std_itself));
+    assert!(
+        text(&std_itself).contains("Warning"),
+        "{}",
+        text(&std_itself)
+    );
+}
+
 #[test]
 fn check_json_has_the_documented_fields() {
     let out = progc(&["check", "--format", "json", "tests/fixtures/P0204.prog"]);
@@ -245,11 +276,46 @@ fn bf16_and_sparse_logging_run_and_are_recorded() {
         &std::fs::read_to_string(out_dir.join("summary.json")).expect("summary"),
     )
     .expect("summary json");
-    assert_eq!(summary["precision"], "bf16");
     let loss = summary["final_val_loss"]
         .as_f64()
         .expect("a finite val loss");
     assert!(loss > 0.0 && loss < 6.0, "{loss}");
+    if progc::exec::device::cpu_has_bf16_dot() {
+        assert_eq!(summary["precision"], "bf16");
+        assert!(summary.get("precision_note").is_none(), "{summary}");
+        return;
+    }
+    // Without a bf16 instruction the matmuls stay f32, and the header and the summary say so:
+    // the losses are an f32 run's, to the bit.
+    assert_eq!(summary["precision"], "f32");
+    let note = summary["precision_note"].as_str().expect("a note");
+    assert!(note.contains("bf16 falls back to f32 matmuls"), "{note}");
+    assert!(text(&run).contains(note), "{}", text(&run));
+    let f32_dir = dir.join("f32");
+    let f32_out = f32_dir.to_str().expect("utf-8 path");
+    let plain = progc(&[
+        "run",
+        r,
+        "--device",
+        "cpu",
+        "--log-every",
+        "4",
+        "--no-progress",
+        "--out",
+        f32_out,
+    ]);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain));
+    let losses = |d: &std::path::Path| -> Vec<(Option<f64>, Option<f64>)> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .expect("metrics")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json row");
+                (v["train_loss"].as_f64(), v["val_loss"].as_f64())
+            })
+            .collect()
+    };
+    assert_eq!(losses(&out_dir), losses(&f32_dir));
 }
 
 #[test]

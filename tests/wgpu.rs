@@ -14,7 +14,8 @@
 //! mis-scaled softmax or a dropped gradient moves the loss by 1e-2 or more within 50 steps).
 //! Each test prints its figure (`--nocapture`).
 //!
-//! A machine without a wgpu adapter skips these tests and says so on stderr, uncaptured.
+//! A machine without a wgpu adapter skips these tests and says so on stderr, uncaptured; with
+//! `PROGC_REQUIRE_WGPU` set (as `.ci/run` does) it fails them instead.
 
 #[path = "../src/testing.rs"]
 mod testing;
@@ -34,6 +35,12 @@ const STEPS: u64 = 50;
 fn have_wgpu(test: &str) -> bool {
     let adapters = wgpu_adapters();
     if adapters.is_empty() {
+        // CI sets it: there, a skipped GPU path is a failure, not a pass.
+        assert!(
+            std::env::var_os("PROGC_REQUIRE_WGPU").is_none(),
+            "{test}: PROGC_REQUIRE_WGPU is set but this machine has no wgpu adapter (on \
+             Debian: apt-get install mesa-vulkan-drivers)"
+        );
         // Straight to the process's stderr: libtest captures `eprintln!`, not this.
         let _ = writeln!(
             std::io::stderr(),

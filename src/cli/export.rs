@@ -6,7 +6,8 @@ use clap::Args;
 
 use super::run::note_writer;
 use super::{Ctx, Outcome};
-use crate::exec::io::export::{ExportFormat, ExportOptions, export};
+use crate::exec::io::export::{ExportFormat, ExportOptions};
+use crate::exec::jobs::export::export;
 
 /// Write a run's checkpoint as a model other tools load (`--to hf`: a transformers
 /// GPT2LMHeadModel folder with its tokenizer files).

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::print;
 use super::{Exit, Failure, usage};
-use crate::check::{check, suggest::did_you_mean};
+use crate::check::{check, quiet_imports, suggest::did_you_mean};
 use crate::diagnostic::{Code, Diagnostic, FileId, SourceMap, Span, has_errors};
 use crate::exec::ExecError;
 use crate::plan::spec::{ProgramSpec, RunSpec};
@@ -40,7 +40,8 @@ pub struct Checked {
     pub diags: Vec<Diagnostic>,
 }
 
-/// Loads and checks one file; an error only when it cannot be read.
+/// Loads and checks one file; an error only when it cannot be read. Warnings located in
+/// imported files are left out ([`quiet_imports`]).
 pub fn load_and_check(file: &Path, sets: &[String]) -> Result<Checked, ExecError> {
     let (program, mut diags) = load_program(file, sets).map_err(|e| {
         ExecError::io("read", file, e)
@@ -48,6 +49,7 @@ pub fn load_and_check(file: &Path, sets: &[String]) -> Result<Checked, ExecError
     })?;
     let (spec, more) = check(&program);
     diags.extend(more);
+    let diags = quiet_imports(&program, diags);
     Ok(Checked {
         program,
         spec,

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::{Ctx, Outcome};
 use crate::exec::io::report::{to_markdown, write_report};
+use crate::exec::io::run_dir::ExperimentDir;
 use crate::exec::jobs::experiment::read_plan;
 
 /// Rebuild an experiment's report (markdown, JSON, plots) from its finished run directories.
@@ -21,7 +22,7 @@ impl ReportArgs {
         println!("{}", to_markdown(&report));
         eprintln!(
             "progc: report written to {}",
-            self.dir.join("report.md").display()
+            ExperimentDir::new(&self.dir).report_md().display()
         );
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::exec::device::parallel::{Nodes, Topology, parse_devices};
 use crate::exec::error::ErrorKind;
 use crate::exec::io::metrics::Summary;
 use crate::exec::io::report::to_markdown;
+use crate::exec::io::run_dir::{ExperimentDir, RunDir};
 use crate::exec::jobs::experiment::run_experiment;
 use crate::exec::jobs::train::{self, RunOptions, Tuning};
 use crate::exec::network::precision::Precision;
@@ -32,7 +33,7 @@ pub struct RunArgs {
     /// same command continues an interrupted experiment.
     #[arg(long)]
     experiment: Option<String>,
-    #[arg(long, default_value = "auto", help = DeviceChoice::HELP, value_parser = device)]
+    #[arg(long, default_value = "auto", help = DeviceChoice::help(), value_parser = device)]
     device: DeviceChoice,
     /// Run directory (default: runs/<recipe>, never overwriting an existing one; for an
     /// experiment runs/<experiment>, continued when it holds the same experiment).
@@ -145,6 +146,9 @@ impl RunArgs {
             )
             .into());
         };
+        // The corpus and the device are checked before a directory is chosen: a run that
+        // cannot start leaves nothing behind.
+        let start = train::prepare(run_plan, &opts)?;
         let (out_dir, claimed) = match &self.out {
             Some(dir) => (dir.clone(), false),
             None => {
@@ -155,13 +159,10 @@ impl RunArgs {
             }
         };
         eprintln!("progc: running `{name}` into {}", out_dir.display());
-        let result = train::run(
-            run_plan,
-            &RunOptions {
-                out_dir: out_dir.clone(),
-                ..opts
-            },
-        );
+        let result = start.run(&RunOptions {
+            out_dir: out_dir.clone(),
+            ..opts
+        });
         if result.is_err() && claimed {
             // A run that failed before writing anything leaves no empty directory behind.
             let _ = std::fs::remove_dir(&out_dir);
@@ -219,7 +220,7 @@ impl RunArgs {
         println!("{}", to_markdown(&report));
         eprintln!(
             "progc: report written to {}",
-            out_dir.join("report.md").display()
+            ExperimentDir::new(&out_dir).report_md().display()
         );
         Ok(())
     }
@@ -285,7 +286,10 @@ pub fn device(s: &str) -> Result<DeviceChoice, String> {
     s.parse().map_err(|e: String| {
         // `cuda:x` has a colon of its own: cut at the message's `: expected ...` tail.
         let (what, _) = e.split_once(": expected").unwrap_or((&e, ""));
-        format!("{what}\n  help: use auto, cpu, cuda, cuda:N, wgpu or wgpu:N (N a device index)")
+        format!(
+            "{what}\n  help: use {} (N a device index)",
+            DeviceChoice::spellings()
+        )
     })
 }
 
@@ -317,11 +321,9 @@ fn finish_run(result: Result<Summary, ExecError>, dir: &Path) -> Outcome {
         println!("{}", summary.to_text());
         return Ok(());
     };
-    let of = std::fs::read_to_string(dir.join("run.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["spec"]["total_steps"].as_u64())
-        .map_or(String::new(), |m| format!(" of {m}"));
+    let of = RunDir::new(dir)
+        .read_plan()
+        .map_or(String::new(), |p| format!(" of {}", p.spec.total_steps));
     eprintln!(
         "progc: {} received: stopped at step {}{of}; resume with: progc run --resume {}",
         signal.name(),

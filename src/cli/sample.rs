@@ -28,7 +28,7 @@ pub struct SampleArgs {
     top_k: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value = "cpu", help = DeviceChoice::HELP, value_parser = super::run::device)]
+    #[arg(long, default_value = "cpu", help = DeviceChoice::help(), value_parser = super::run::device)]
     device: DeviceChoice,
     /// Sample from this checkpoint instead of the run's latest.
     #[arg(long, value_name = "FILE")]

@@ -6,8 +6,8 @@
 
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::plan::spec::{
-    AdamWSpec, CopyLayout, DataFormat, DataSpec, DecayShape, InitSpec, LrMultipliers, MuonSpec,
-    OptimizerSpec, ScheduleSpec, Tokenizer,
+    AdamWSpec, CopyLayout, DataFormat, DataFunc, DataSpec, DecayShape, InitFunc, InitSpec,
+    LrMultipliers, MuonSpec, OptimizerFunc, OptimizerSpec, ScheduleFunc, ScheduleSpec, Tokenizer,
 };
 use crate::syntax::ast::{Ident, Value, ValueKind};
 
@@ -16,10 +16,11 @@ use super::env::DefKind;
 use super::fields::{Bound, bind_args};
 use super::value::{self, Sink, Time, TimeKind, fmt_num};
 
-pub const DATA_FUNCS: &[&str] = &["text", "tokens"];
-pub const SCHEDULE_FUNCS: &[&str] = &["wsd", "cosine", "constant"];
-pub const OPTIMIZER_FUNCS: &[&str] = &["adamw", "muon"];
-pub const INIT_OPTIONS: &[&str] = &["random", "copy", "zero", "zero_out"];
+// The function names are the spec enums' (`plan::spec`): a new variant there needs an arm here.
+pub const DATA_FUNCS: &[&str] = DataFunc::NAMES;
+pub const SCHEDULE_FUNCS: &[&str] = ScheduleFunc::NAMES;
+pub const OPTIMIZER_FUNCS: &[&str] = OptimizerFunc::NAMES;
+pub const INIT_OPTIONS: &[&str] = InitFunc::NAMES;
 
 /// The functions that build a value of kind `kind`.
 pub fn functions_of(kind: DefKind) -> &'static [&'static str] {
@@ -141,17 +142,23 @@ impl<'p> Checker<'p> {
                     return None;
                 }
                 let d = &mut self.d;
-                match f.name.as_str() {
-                    "text" => {
-                        let b = bind_args(f, args, &["path", "tokenizer", "val", "split"], d);
-                        self.text(f, &b, name).map(Component::Data)
+                let called = f.name.as_str();
+                if let Some(func) = DataFunc::from_name(called) {
+                    match func {
+                        DataFunc::Text => {
+                            let b = bind_args(f, args, &["path", "tokenizer", "val", "split"], d);
+                            self.text(f, &b, name).map(Component::Data)
+                        }
+                        DataFunc::Tokens => {
+                            let b = bind_args(f, args, &["path", "val", "format", "tokenizer"], d);
+                            self.tokens(f, &b, name).map(Component::Data)
+                        }
                     }
-                    "tokens" => {
-                        let b = bind_args(f, args, &["path", "val", "format", "tokenizer"], d);
-                        self.tokens(f, &b, name).map(Component::Data)
-                    }
-                    "wsd" | "cosine" | "constant" => schedule(f, args, d).map(Component::Schedule),
-                    _ => self.optimizer_call(f, args).map(Component::Optimizer),
+                } else if let Some(func) = ScheduleFunc::from_name(called) {
+                    schedule(func, f, args, d).map(Component::Schedule)
+                } else {
+                    let func = OptimizerFunc::from_name(called)?;
+                    self.optimizer_call(func, f, args).map(Component::Optimizer)
                 }
             }
             _ => {
@@ -259,12 +266,17 @@ impl<'p> Checker<'p> {
 
     fn optimizer_call(
         &mut self,
+        func: OptimizerFunc,
         f: &'p Ident,
         args: &'p [crate::syntax::ast::Arg],
     ) -> Option<OptimizerSpec> {
-        if f.name == "adamw" {
-            return adamw(f, args, &mut self.d).map(OptimizerSpec::Adamw);
+        match func {
+            OptimizerFunc::Adamw => adamw(f, args, &mut self.d).map(OptimizerSpec::Adamw),
+            OptimizerFunc::Muon => self.muon(f, args),
         }
+    }
+
+    fn muon(&mut self, f: &'p Ident, args: &'p [crate::syntax::ast::Arg]) -> Option<OptimizerSpec> {
         let d = &mut self.d;
         let b = bind_args(
             f,
@@ -288,7 +300,7 @@ impl<'p> Checker<'p> {
             .get("nesterov")
             .map_or(Some(true), |v| value::boolean(v, "nesterov", d));
         let ns_steps = b.get("ns_steps").map_or(Some(5), |v| {
-            value::integer(v, "ns_steps", 1, d).map(|x| x as usize)
+            value::integer_in(v, "ns_steps", 1, 100, d).map(|x| x as usize)
         });
         let weight_decay = b.get("weight_decay").map_or(Some(0.01), |v| {
             value::non_negative(v, "weight_decay", false, d)
@@ -328,7 +340,7 @@ impl<'p> Checker<'p> {
         let (f, args): (&Ident, &[crate::syntax::ast::Arg]) = match &v.kind {
             ValueKind::Ref(n, None) => (n, &[]),
             ValueKind::Call(f, args) => {
-                if !INIT_OPTIONS.contains(&f.name.as_str()) {
+                if InitFunc::from_name(&f.name).is_none() {
                     let mut diag = Diagnostic::new(
                         Code::P0105,
                         f.span,
@@ -355,30 +367,30 @@ impl<'p> Checker<'p> {
             Some(v) => value::non_negative(v, "std", true, d),
             None => Some(model_std),
         };
-        match f.name.as_str() {
-            "random" => {
+        let Some(func) = InitFunc::from_name(&f.name) else {
+            value::option(v, "init", INIT_OPTIONS, d);
+            return None;
+        };
+        match func {
+            InitFunc::Random => {
                 let b = bind_args(f, args, &["std"], d);
                 std_of(&b, d).map(|std| InitSpec::Random { std })
             }
-            "zero_out" => {
+            InitFunc::ZeroOut => {
                 let b = bind_args(f, args, &["std"], d);
                 std_of(&b, d).map(|std| InitSpec::ZeroOut { std })
             }
-            "zero" => {
+            InitFunc::Zero => {
                 bind_args(f, args, &[], d);
                 Some(InitSpec::Zero)
             }
-            "copy" => {
+            InitFunc::Copy => {
                 let b = bind_args(f, args, &["layout"], d);
                 let layout = match b.get("layout") {
                     Some(v) => value::named(v, "copy layout", d)?,
                     None => CopyLayout::Stack,
                 };
                 Some(InitSpec::Copy { layout })
-            }
-            _ => {
-                value::option(v, "init", INIT_OPTIONS, d);
-                None
             }
         }
     }
@@ -492,7 +504,12 @@ fn adamw(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option<Ad
     })
 }
 
-fn schedule(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option<SchedDraft> {
+fn schedule(
+    func: ScheduleFunc,
+    f: &Ident,
+    args: &[crate::syntax::ast::Arg],
+    d: &mut Sink,
+) -> Option<SchedDraft> {
     let frac = |x: f64| Time {
         kind: TimeKind::Fraction(x),
         span: f.span,
@@ -505,8 +522,8 @@ fn schedule(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option
         Some(v) => value::fraction(v, "floor", d),
         None => Some(0.0),
     };
-    match f.name.as_str() {
-        "wsd" => {
+    match func {
+        ScheduleFunc::Wsd => {
             let b = bind_args(f, args, &["warmup", "decay", "shape", "floor"], d);
             let warmup = time(&b, "warmup", frac(0.02), d);
             let decay = time(&b, "decay", frac(0.10), d);
@@ -522,7 +539,7 @@ fn schedule(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option
                 floor: floor?,
             })
         }
-        "cosine" => {
+        ScheduleFunc::Cosine => {
             let b = bind_args(f, args, &["warmup", "floor"], d);
             let warmup = time(&b, "warmup", frac(0.02), d);
             let floor = floor(&b, d);
@@ -531,7 +548,7 @@ fn schedule(f: &Ident, args: &[crate::syntax::ast::Arg], d: &mut Sink) -> Option
                 floor: floor?,
             })
         }
-        _ => {
+        ScheduleFunc::Constant => {
             let b = bind_args(f, args, &["warmup"], d);
             let warmup = time(&b, "warmup", frac(0.0), d);
             Some(SchedDraft::Constant { warmup: warmup? })

@@ -33,7 +33,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-use crate::diagnostic::{Code, Diagnostic, SourceMap};
+use crate::diagnostic::{Code, Diagnostic, Severity, SourceMap};
 use crate::plan::spec::ProgramSpec;
 use crate::syntax::ast::Ident;
 use crate::syntax::{Program, load_source};
@@ -42,6 +42,18 @@ use component::Component;
 use env::{Def, DefKind, Env};
 use model::Model;
 use value::Sink;
+
+/// The diagnostics a user of `program` is shown: every error, and the warnings located in the
+/// entry file or the command line's overrides. Warnings in imported files are dropped, as
+/// rustc does not lint a crate's dependencies: the std library's deliberate ablations warn
+/// when `std/paper.prog` itself is checked, not in every file that imports it.
+pub fn quiet_imports(program: &Program, diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let imported: Vec<_> = program.modules.iter().skip(1).map(|m| m.file).collect();
+    diags
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error || !imported.contains(&d.span.file))
+        .collect()
+}
 
 /// Checks a whole loaded program: every recipe and experiment in every module (imports
 /// included), `--set` overrides applied to every recipe. Reports every problem in one pass.

@@ -13,6 +13,13 @@ use super::fields::{Bound, bind_fields};
 use super::value::{self, Sink};
 use super::{Checker, Def};
 
+/// The models' size bounds (docs/language.md, "Bounds").
+pub const MAX_WIDTH: u64 = 65_536;
+pub const MAX_HEADS: u64 = 1_024;
+pub const MAX_DEPTH: u64 = 1_024;
+pub const MAX_CONTEXT: u64 = 1 << 20;
+pub const MAX_MLP_RATIO: u64 = 64;
+
 pub const MODEL_FIELDS: &[&str] = &[
     "width",
     "heads",
@@ -251,15 +258,17 @@ impl<'p> Checker<'p> {
             );
         }
         let d = &mut self.d;
-        let size = |k: &str, min: u64, d: &mut Sink| -> Option<usize> {
-            get(k).and_then(|v| value::integer(v, k, min, d).map(|x| x as usize))
+        // Upper bounds far above any GPT-2 (GPT-3 175B: width 12288, 96 layers, 96 heads) keep
+        // a typo from reaching the allocator.
+        let size = |k: &str, min: u64, max: u64, d: &mut Sink| -> Option<usize> {
+            get(k).and_then(|v| value::integer_in(v, k, min, max, d).map(|x| x as usize))
         };
-        let width = size("width", 1, d);
-        let heads = size("heads", 1, d);
-        let depth = size("depth", 0, d);
-        let context = size("context", 1, d);
+        let width = size("width", 1, MAX_WIDTH, d);
+        let heads = size("heads", 1, MAX_HEADS, d);
+        let depth = size("depth", 0, MAX_DEPTH, d);
+        let context = size("context", 1, MAX_CONTEXT, d);
         let mlp_ratio = match get("mlp_ratio") {
-            Some(v) => value::integer(v, "mlp_ratio", 1, d).map(|x| x as usize),
+            Some(_) => size("mlp_ratio", 1, MAX_MLP_RATIO, d),
             None => Some(4),
         };
         let init_std = match get("init_std") {

@@ -289,7 +289,8 @@ impl<'p> Checker<'p> {
         };
         let start = match eff.start {
             None => model.as_ref().map(|m| (m.depth, None)),
-            Some(v) => value::integer(v, "start depth", 0, d).map(|s| (s as usize, Some(v.span))),
+            Some(v) => value::integer_in(v, "start depth", 0, super::model::MAX_DEPTH, d)
+                .map(|s| (s as usize, Some(v.span))),
         };
         let model_std = model.as_ref().map_or(0.02, |m| m.init_std);
         let drafts: Vec<Option<GrowthDraft>> = eff
@@ -301,16 +302,17 @@ impl<'p> Checker<'p> {
         // The method rules run whenever the run length, start depth and growths are known,
         // even if the model, batch or schedule is broken: every problem in one pass.
         let growths = match (total, start, drafts) {
-            (Some(total), Some(start), Some(drafts)) => super::rules::method_rules(
-                &mut self.d,
-                def.name.span.file,
-                total,
-                tps,
-                start,
-                model.as_ref(),
-                schedule.as_ref(),
-                drafts,
-            ),
+            (Some(total), Some(start), Some(drafts)) => {
+                let frame = super::rules::RunFrame {
+                    home: def.name.span.file,
+                    total,
+                    tps,
+                    start,
+                    model: model.as_ref(),
+                    schedule: schedule.as_ref(),
+                };
+                super::rules::method_rules(&mut self.d, &frame, drafts)
+            }
             _ => None,
         };
         let (model, data, batch, total, optimizer, schedule) =
@@ -359,11 +361,12 @@ impl<'p> Checker<'p> {
         let d = &mut self.d;
         let (seq, ctx) = match &v.kind {
             ValueKind::Product(a, b) => {
-                let s = value::integer(a, "batch sequences", 1, d);
-                let c = value::integer(b, "batch context", 1, d).map(|c| (c as usize, b.span));
+                let s = value::integer_in(a, "batch sequences", 1, 1 << 20, d);
+                let c = value::integer_in(b, "batch context", 1, 1 << 20, d)
+                    .map(|c| (c as usize, b.span));
                 (s?, Some(c?))
             }
-            ValueKind::Number(_) => (value::integer(v, "batch", 1, d)?, None),
+            ValueKind::Number(_) => (value::integer_in(v, "batch", 1, 1 << 20, d)?, None),
             _ => {
                 value::mismatch(v, "a batch (`sequences x context`)", d);
                 return None;

@@ -80,13 +80,33 @@ fn expect(src: &str, want: &str) {
 }
 
 #[test]
+fn a_file_is_warned_about_its_own_code_not_its_imports() {
+    let clean = "import \"std/paper.prog\"\nrecipe mine = mid_fixed { seed = 4 }\n";
+    let (program, _) = crate::syntax::load_source("t.prog", clean, &[]);
+    let (_, diags) = super::check(&program);
+    assert!(diags.len() >= 18, "std's own warnings: {}", diags.len());
+    let shown = super::quiet_imports(&program, diags);
+    assert!(shown.is_empty(), "{}", render(&shown));
+
+    // The user's own warning stays, and so do errors wherever they are.
+    let late = "import \"std/paper.prog\"\n\
+                recipe mine = mid_base { start depth 0; grow at 95% to depth 6 }\n";
+    let (program, _) = crate::syntax::load_source("t.prog", late, &[]);
+    let (_, diags) = super::check(&program);
+    let shown = super::quiet_imports(&program, diags);
+    let codes: Vec<String> = shown.iter().map(|d| d.code.to_string()).collect();
+    assert!(codes.contains(&"P0401".to_string()), "{codes:?}");
+    assert!(shown.iter().all(|d| d.span.file == program.modules[0].file));
+}
+
+#[test]
 fn std_library_checks_without_errors() {
     let (spec, _, diags) = check_source("t.prog", "import \"std/paper.prog\"", &[]);
     assert!(!has_errors(&diags), "{}", render(&diags));
-    // 45 tiny recipes (E1-E7 in 8 experiments), 26 mid ones (8 experiments) and 22 GPU-size
-    // ones (8 experiments).
-    assert_eq!(spec.runs.len(), 100);
-    assert_eq!(spec.experiments.len(), 27);
+    // 45 tiny recipes (E1-E7 in 8 experiments), 26 mid ones (8 experiments), 18 over-trained
+    // ones (1 experiment) and 22 GPU-size ones (8 experiments).
+    assert_eq!(spec.runs.len(), 118);
+    assert_eq!(spec.experiments.len(), 28);
     // The warnings std deliberately triggers (multi-stage, zero init, copy(last), late growth).
     let warned: std::collections::BTreeSet<String> =
         diags.iter().map(|d| d.code.to_string()).collect();

@@ -137,6 +137,11 @@ pub fn non_negative(v: &Value, what: &str, strict: bool, d: &mut Sink) -> Option
 
 /// A whole number `>= min` with no unit.
 pub fn integer(v: &Value, what: &str, min: u64, d: &mut Sink) -> Option<u64> {
+    integer_in(v, what, min, u64::MAX / 2, d)
+}
+
+/// A whole number in `min..=max` with no unit (the bounds are in docs/language.md).
+pub fn integer_in(v: &Value, what: &str, min: u64, max: u64, d: &mut Sink) -> Option<u64> {
     match &v.kind {
         ValueKind::Number(Number {
             value,
@@ -156,8 +161,13 @@ pub fn integer(v: &Value, what: &str, min: u64, d: &mut Sink) -> Option<u64> {
                 );
                 return None;
             }
-            if *value > u64::MAX as f64 / 2.0 {
-                out_of_range(v.span, format!("`{what}` is too large"), None, d);
+            if *value > max as f64 {
+                let message = if max == u64::MAX / 2 {
+                    format!("`{what}` is too large")
+                } else {
+                    format!("`{what}` must be at most {max}, found {}", fmt_num(*value))
+                };
+                out_of_range(v.span, message, None, d);
                 return None;
             }
             Some(*value as u64)

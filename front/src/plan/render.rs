@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::flops::Flops;
 use super::ir::{Plan, RunPlan, Transition};
-use super::spec::{GrowthSpec, InitSpec, OptimizerSpec, RunSpec, ScheduleSpec};
+use super::spec::{GrowthSpec, OptimizerSpec, RunSpec, ScheduleSpec};
 
 /// The three FLOPs conventions of `flops.rs`, with the labels used everywhere.
 type Convention = (&'static str, fn(&Flops) -> f64);
@@ -73,7 +73,7 @@ pub fn render_dot(plan: &Plan) -> String {
                 "grow {} -> {}\\ninit {}\\nplacement {}\\noptimizer state {}{}",
                 g.from_depth,
                 g.to_depth,
-                init_name(&g.init),
+                g.init.to_string(),
                 g.placement,
                 g.optimizer_state,
                 lr_mult_text(g, "\\n")
@@ -528,7 +528,7 @@ pub fn growth_text(g: &GrowthSpec) -> String {
         g.from_depth,
         g.to_depth,
         g.at_step,
-        init_name(&g.init),
+        g.init.to_string(),
         g.placement,
         g.optimizer_state,
         lr_mult_text(g, ", ")
@@ -541,15 +541,6 @@ fn lr_mult_text(g: &GrowthSpec, sep: &str) -> String {
         String::new()
     } else {
         format!("{sep}new blocks' lr x{}", g.lr_mult)
-    }
-}
-
-fn init_name(i: &InitSpec) -> String {
-    match *i {
-        InitSpec::Random { std } => format!("random(std {std})"),
-        InitSpec::Copy { layout } => format!("copy({layout})"),
-        InitSpec::Zero => "zero".into(),
-        InitSpec::ZeroOut { std } => format!("zero_out(std {std})"),
     }
 }
 

@@ -114,6 +114,14 @@ impl Tokenizer {
 }
 
 named_enum! {
+    /// The language's data functions: `text(...)` and `tokens(...)`.
+    pub enum DataFunc {
+        Text = "text",
+        Tokens = "tokens",
+    }
+}
+
+named_enum! {
     /// How a data source's files hold their tokens.
     #[derive(Default)]
     pub enum DataFormat {
@@ -248,7 +256,23 @@ pub enum OptimizerSpec {
     Muon(MuonSpec),
 }
 
+named_enum! {
+    /// The language's optimizer functions (`adamw(...)`, `muon(...)`), one per
+    /// [`OptimizerSpec`] variant: the checker's names come from here.
+    pub enum OptimizerFunc {
+        Adamw = "adamw",
+        Muon = "muon",
+    }
+}
+
 impl OptimizerSpec {
+    pub fn func(&self) -> OptimizerFunc {
+        match self {
+            OptimizerSpec::Adamw(_) => OptimizerFunc::Adamw,
+            OptimizerSpec::Muon(_) => OptimizerFunc::Muon,
+        }
+    }
+
     /// The peak learning rate of the main parameter group.
     pub fn peak_lr(&self) -> f64 {
         match self {
@@ -286,6 +310,25 @@ pub enum ScheduleSpec {
 }
 
 named_enum! {
+    /// The language's schedule functions, one per [`ScheduleSpec`] variant.
+    pub enum ScheduleFunc {
+        Wsd = "wsd",
+        Cosine = "cosine",
+        Constant = "constant",
+    }
+}
+
+impl ScheduleSpec {
+    pub fn func(&self) -> ScheduleFunc {
+        match self {
+            ScheduleSpec::Wsd { .. } => ScheduleFunc::Wsd,
+            ScheduleSpec::Cosine { .. } => ScheduleFunc::Cosine,
+            ScheduleSpec::Constant { .. } => ScheduleFunc::Constant,
+        }
+    }
+}
+
+named_enum! {
     pub enum CopyLayout {
         /// Repeat the whole trained stack: [a, b, a, b, ...].
         Stack = "stack",
@@ -308,6 +351,39 @@ pub enum InitSpec {
     Zero,
     /// Random init, but the attention and MLP output projections zeroed (function-preserving).
     ZeroOut { std: f64 },
+}
+
+named_enum! {
+    /// The language's init functions (`init: random(std: x)`), one per [`InitSpec`] variant.
+    pub enum InitFunc {
+        Random = "random",
+        Copy = "copy",
+        Zero = "zero",
+        ZeroOut = "zero_out",
+    }
+}
+
+/// As the plan shows it: `random(std 0.02)`, `copy(stack)`, `zero`, `zero_out(std 0.02)`.
+impl std::fmt::Display for InitSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.func().name();
+        match *self {
+            InitSpec::Random { std } | InitSpec::ZeroOut { std } => write!(f, "{name}(std {std})"),
+            InitSpec::Copy { layout } => write!(f, "{name}({layout})"),
+            InitSpec::Zero => f.write_str(name),
+        }
+    }
+}
+
+impl InitSpec {
+    pub fn func(&self) -> InitFunc {
+        match self {
+            InitSpec::Random { .. } => InitFunc::Random,
+            InitSpec::Copy { .. } => InitFunc::Copy,
+            InitSpec::Zero => InitFunc::Zero,
+            InitSpec::ZeroOut { .. } => InitFunc::ZeroOut,
+        }
+    }
 }
 
 named_enum! {
@@ -468,5 +544,48 @@ mod tests {
         names_agree::<CopyLayout>();
         names_agree::<Placement>();
         names_agree::<OptStatePolicy>();
+        names_agree::<OptimizerFunc>();
+        names_agree::<ScheduleFunc>();
+        names_agree::<InitFunc>();
+        names_agree::<DataFunc>();
+    }
+
+    /// A function's name is the `kind` tag its spec is written with in JSON (run hashes).
+    #[test]
+    fn function_names_are_the_specs_tags() {
+        let tag = |v: serde_json::Value| v["kind"].as_str().unwrap().to_string();
+        let adamw = OptimizerSpec::Adamw(AdamWSpec::with_lr(1e-3));
+        assert_eq!(
+            tag(serde_json::to_value(adamw).unwrap()),
+            adamw.func().name()
+        );
+        for init in [
+            InitSpec::Random { std: 0.02 },
+            InitSpec::Copy {
+                layout: CopyLayout::Stack,
+            },
+            InitSpec::Zero,
+            InitSpec::ZeroOut { std: 0.02 },
+        ] {
+            assert_eq!(tag(serde_json::to_value(init).unwrap()), init.func().name());
+        }
+        for sched in [
+            ScheduleSpec::Wsd {
+                warmup_steps: 1,
+                decay_steps: 1,
+                shape: DecayShape::Linear,
+                floor: 0.0,
+            },
+            ScheduleSpec::Cosine {
+                warmup_steps: 1,
+                floor: 0.0,
+            },
+            ScheduleSpec::Constant { warmup_steps: 1 },
+        ] {
+            assert_eq!(
+                tag(serde_json::to_value(sched).unwrap()),
+                sched.func().name()
+            );
+        }
     }
 }

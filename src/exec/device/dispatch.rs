@@ -19,6 +19,19 @@ pub trait BackendTask {
     -> Result<Self::Output, ExecError>;
 }
 
+/// Where `choice` would run, after the same probes as [`dispatch`], without running anything
+/// there: checks a device before anything is written for it.
+pub fn place(choice: DeviceChoice) -> Result<Placed, ExecError> {
+    struct Place;
+    impl BackendTask for Place {
+        type Output = Placed;
+        fn run<B: TrainBackend>(self, _: B::Device, on: Placed) -> Result<Placed, ExecError> {
+            Ok(on)
+        }
+    }
+    dispatch(choice, false, Place)
+}
+
 /// Resolves `choice` to a backend and runs `task` on it. Prints the choice to stderr when
 /// `announce`.
 pub fn dispatch<T: BackendTask>(

@@ -1,16 +1,8 @@
 //! Failures of a backend, as errors with what to do: a panic inside burn or cubecl (out of
 //! device memory, a driver fault) and a device that cannot be used.
 
+pub(crate) use crate::exec::error::panic_message;
 use crate::exec::error::{ErrorKind, ExecError};
-
-/// The text of a caught panic.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown failure".into())
-}
 
 /// The error for a panic caught while training.
 pub(crate) fn panic_error(payload: &(dyn std::any::Any + Send)) -> ExecError {

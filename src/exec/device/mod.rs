@@ -25,10 +25,10 @@ mod wgpu;
 
 pub mod parallel;
 
-pub use choice::{DeviceChoice, Placed};
+pub use choice::{Bf16, DeviceChoice, Kind, Placed, cpu_has_bf16_dot};
 pub use cuda::cuda_usable;
-pub use dispatch::{BackendTask, dispatch};
-pub(crate) use failure::{panic_error, panic_message};
+pub use dispatch::{BackendTask, dispatch, place};
+pub(crate) use failure::panic_error;
 pub use probe::kernel_cache_dir;
 #[cfg(all(test, feature = "wgpu"))]
 pub(crate) use wgpu::first_wgpu_device;

@@ -2,8 +2,9 @@
 //! moments, and whose metadata holds everything else as JSON.
 //!
 //! Layout of `checkpoints/<name>.safetensors`:
-//! - tensors `model/<param name>` (f32, the parameter's shape) and `optim/<ParamId>/m`,
-//!   `optim/<ParamId>/v` (f32, the state's shape; `v` absent for Muon-updated matrices);
+//! - tensors `model/<param name>` (f32, the parameter's shape) and `optim/<ParamId>/<slot>`
+//!   (f32, flattened) for each slot the optimizer keeps for that parameter (`m`, `v` for AdamW;
+//!   `m` alone for Muon-updated matrices);
 //! - metadata `progc_checkpoint` = the format version, `progc` = the JSON [`Meta`] (run hash,
 //!   step, segment, depth, ParamIds, optimizer kind and per-parameter step counters, data
 //!   cursor with its RNG state, timing), and `checksum` = xxh3-64 (hex) of the `progc` JSON
@@ -33,8 +34,9 @@ use serde::{Deserialize, Serialize};
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::exec::io::data::{BatchCursor, write_atomic};
 use crate::exec::io::metrics::SegmentTiming;
+use crate::exec::io::run_dir::RunDir;
 use crate::exec::network::model::{Gpt2, param_to_vec};
-use crate::exec::network::optim::{OptimizerKind, OptimizerState, SavedParamState};
+use crate::exec::network::optim::{OptimizerState, SavedParamState, SavedSlot};
 use crate::plan::ir::RunPlan;
 use crate::plan::spec::{ModelSpec, RunSpec};
 
@@ -49,24 +51,27 @@ pub const KEEP_RECENT: usize = 3;
 
 /// `RUN_DIR/checkpoints/latest.safetensors`: the newest checkpoint of a run.
 pub fn latest_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("checkpoints").join(format!("latest.{EXT}"))
+    RunDir::new(run_dir)
+        .checkpoints()
+        .join(format!("latest.{EXT}"))
 }
 
 /// `RUN_DIR/checkpoints/step-<N>.safetensors`: a kept checkpoint (before a growth, or asked for
 /// by an experiment whose runs share this prefix).
 pub fn step_path(run_dir: &Path, step: u64) -> PathBuf {
-    run_dir
-        .join("checkpoints")
+    RunDir::new(run_dir)
+        .checkpoints()
         .join(format!("step-{step}.{EXT}"))
 }
 
 /// `RUN_DIR/checkpoints/recent/step-<N>.safetensors`: a periodic checkpoint, of which only the
 /// newest [`KEEP_RECENT`] are kept.
 pub fn recent_path(run_dir: &Path, step: u64) -> PathBuf {
-    run_dir
-        .join("checkpoints")
-        .join("recent")
-        .join(format!("step-{step}.{EXT}"))
+    recent_dir(run_dir).join(format!("step-{step}.{EXT}"))
+}
+
+fn recent_dir(run_dir: &Path) -> PathBuf {
+    RunDir::new(run_dir).checkpoints().join("recent")
 }
 
 /// The checkpoints `step-<N>.safetensors` in `dir`, by step number.
@@ -93,7 +98,7 @@ fn step_files(dir: &Path) -> Vec<(u64, PathBuf)> {
 /// Deletes periodic checkpoints beyond the newest `keep` (by step number). Errors are ignored:
 /// an extra old file costs disk space, never correctness.
 pub fn prune_recent(run_dir: &Path, keep: usize) {
-    let steps = step_files(&run_dir.join("checkpoints").join("recent"));
+    let steps = step_files(&recent_dir(run_dir));
     let n = steps.len();
     for (_, path) in steps.into_iter().take(n.saturating_sub(keep)) {
         let _ = std::fs::remove_file(path);
@@ -102,9 +107,8 @@ pub fn prune_recent(run_dir: &Path, keep: usize) {
 
 /// The run's latest checkpoint, kept or periodic, at a step in `1..=max`.
 pub fn latest_at_most(run_dir: &Path, max: u64) -> Option<(u64, PathBuf)> {
-    let dir = run_dir.join("checkpoints");
-    let mut all = step_files(&dir);
-    all.extend(step_files(&dir.join("recent")));
+    let mut all = step_files(&RunDir::new(run_dir).checkpoints());
+    all.extend(step_files(&recent_dir(run_dir)));
     all.into_iter()
         .filter(|&(s, _)| s > 0 && s <= max)
         .max_by_key(|&(s, _)| s)
@@ -152,13 +156,33 @@ struct ParamEntry {
     shape: [usize; 2],
 }
 
-/// One parameter's optimizer state without its moments (those are tensors).
+/// One parameter's optimizer state without its slots (those are tensors).
 #[derive(Serialize, Deserialize)]
 struct StateEntry {
     id: u64,
     step: u64,
     shape: Vec<usize>,
-    second_moment: bool,
+    /// The slots `m, v` (true) or `m` (false), AdamW's and Muon's: how checkpoints named them
+    /// before slots had names, still written so, so that their files do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    second_moment: Option<bool>,
+    /// Any other list of slots, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slots: Option<Vec<String>>,
+}
+
+impl StateEntry {
+    fn slot_names(&self) -> Result<Vec<String>, String> {
+        match (&self.slots, self.second_moment) {
+            (Some(names), _) => Ok(names.clone()),
+            (None, Some(true)) => Ok(vec!["m".into(), "v".into()]),
+            (None, Some(false)) => Ok(vec!["m".into()]),
+            (None, None) => Err(format!(
+                "the optimizer state of parameter {} names no slots",
+                self.id
+            )),
+        }
+    }
 }
 
 /// Everything but the tensors, as the `progc` metadata JSON.
@@ -169,7 +193,7 @@ struct Meta {
     segment: usize,
     depth: usize,
     params: Vec<ParamEntry>,
-    optimizer: OptimizerKind,
+    optimizer: String,
     states: Vec<StateEntry>,
     cursor: BatchCursor,
     timing: Timing,
@@ -330,16 +354,27 @@ impl Checkpoint {
                     shape: p.shape,
                 })
                 .collect(),
-            optimizer: self.optimizer.kind,
+            optimizer: self.optimizer.kind.clone(),
             states: self
                 .optimizer
                 .params
                 .iter()
-                .map(|p| StateEntry {
-                    id: p.id,
-                    step: p.step,
-                    shape: p.shape.clone(),
-                    second_moment: p.v.is_some(),
+                .map(|p| {
+                    let names = p.slot_names();
+                    let legacy = match names.as_slice() {
+                        ["m", "v"] => Some(true),
+                        ["m"] => Some(false),
+                        _ => None,
+                    };
+                    StateEntry {
+                        id: p.id,
+                        step: p.step,
+                        shape: p.shape.clone(),
+                        second_moment: legacy,
+                        slots: legacy
+                            .is_none()
+                            .then(|| names.iter().map(|n| n.to_string()).collect()),
+                    }
                 })
                 .collect(),
             cursor: self.cursor.clone(),
@@ -357,13 +392,12 @@ impl Checkpoint {
             ));
         }
         for p in &self.optimizer.params {
-            owned.push((
-                format!("optim/{}/m", p.id),
-                vec![p.m.len()],
-                f32_bytes(&p.m),
-            ));
-            if let Some(v) = &p.v {
-                owned.push((format!("optim/{}/v", p.id), vec![v.len()], f32_bytes(v)));
+            for slot in &p.slots {
+                owned.push((
+                    format!("optim/{}/{}", p.id, slot.name),
+                    vec![slot.data.len()],
+                    f32_bytes(&slot.data),
+                ));
             }
         }
         let views = owned
@@ -469,18 +503,16 @@ impl Checkpoint {
         }
         let mut states = Vec::with_capacity(meta.states.len());
         for e in meta.states {
-            let m = f32s_of(&tensor(&format!("optim/{}/m", e.id))?)?;
-            let v = if e.second_moment {
-                Some(f32s_of(&tensor(&format!("optim/{}/v", e.id))?)?)
-            } else {
-                None
-            };
+            let mut slots = Vec::new();
+            for name in e.slot_names()? {
+                let data = f32s_of(&tensor(&format!("optim/{}/{name}", e.id))?)?;
+                slots.push(SavedSlot { name, data });
+            }
             states.push(SavedParamState {
                 id: e.id,
                 step: e.step,
                 shape: e.shape,
-                m,
-                v,
+                slots,
             });
         }
         Ok(Checkpoint {
@@ -537,24 +569,7 @@ pub struct LoadedRun {
 
 /// Reads `run_dir/run.json` and `checkpoint` (default: the latest).
 pub fn load_run(run_dir: &Path, checkpoint: Option<&Path>) -> Result<LoadedRun, ExecError> {
-    let path = run_dir.join("run.json");
-    if !run_dir.is_dir() {
-        return Err(ExecError::new(
-            ErrorKind::Io,
-            format!("run directory {} does not exist", run_dir.display()),
-        )
-        .with_help("point at the output directory of a `progc run` (it holds run.json)"));
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ExecError::io("read", &path, e)
-            .with_help("point at the output directory of a `progc run` (it holds run.json)")
-    })?;
-    let plan: RunPlan = serde_json::from_str(&text).map_err(|e| {
-        ExecError::new(
-            ErrorKind::Checkpoint,
-            format!("{} is damaged: {e}", path.display()),
-        )
-    })?;
+    let plan = RunDir::new(run_dir).read_plan()?;
     let checkpoint_path = match checkpoint {
         Some(p) => p.to_path_buf(),
         None => latest_path(run_dir),

@@ -38,6 +38,86 @@ use crate::plan::spec::GrowthSpec;
 /// Rows between flushes when no evaluation comes first.
 pub const FLUSH_EVERY: usize = 200;
 
+/// What a scalar's step counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Axis {
+    /// The global step.
+    Step,
+    /// Cumulative training MFLOPs, to compare runs at equal compute.
+    Mflops,
+}
+
+/// One TensorBoard scalar: its tag, the `metrics.jsonl` field it shows, and that field's value.
+pub struct Scalar {
+    pub tag: &'static str,
+    pub field: &'static str,
+    pub axis: Axis,
+    pub value: fn(&MetricRow) -> f64,
+}
+
+/// Every scalar a metrics row writes: the one list of TensorBoard tags. The README and
+/// `scripts/check-tensorboard.py` are checked against it (tests below).
+pub const SCALARS: [Scalar; 9] = [
+    Scalar {
+        tag: "loss/train",
+        field: "train_loss",
+        axis: Axis::Step,
+        value: |r| r.train_loss,
+    },
+    Scalar {
+        tag: "loss/val",
+        field: "val_loss",
+        axis: Axis::Step,
+        value: val,
+    },
+    Scalar {
+        tag: "lr",
+        field: "lr",
+        axis: Axis::Step,
+        value: |r| r.lr,
+    },
+    Scalar {
+        tag: "model/depth",
+        field: "depth",
+        axis: Axis::Step,
+        value: |r| r.depth as f64,
+    },
+    Scalar {
+        tag: "data/tokens",
+        field: "tokens",
+        axis: Axis::Step,
+        value: |r| r.tokens as f64,
+    },
+    Scalar {
+        tag: "perf/tok_per_s",
+        field: "tok_per_s",
+        axis: Axis::Step,
+        value: |r| r.tok_per_s,
+    },
+    Scalar {
+        tag: "compute/flops_exact",
+        field: "flops",
+        axis: Axis::Step,
+        value: |r| r.flops,
+    },
+    Scalar {
+        tag: "by_mflops/loss_train",
+        field: "train_loss",
+        axis: Axis::Mflops,
+        value: |r| r.train_loss,
+    },
+    Scalar {
+        tag: "by_mflops/loss_val",
+        field: "val_loss",
+        axis: Axis::Mflops,
+        value: val,
+    },
+];
+
+fn val(r: &MetricRow) -> f64 {
+    r.val_loss.unwrap_or(f64::NAN)
+}
+
 /// `tensorflow.Event`, the fields progc writes.
 #[derive(Clone, PartialEq, Message)]
 pub struct Event {
@@ -209,6 +289,7 @@ impl EventWriter {
     }
 
     fn scalars(&mut self, step: i64, values: &[(&str, f64)]) -> Result<(), ExecError> {
+        // A missing value (no evaluation at this row) is NaN: no event.
         let value = values
             .iter()
             .filter(|(_, v)| v.is_finite())
@@ -248,27 +329,16 @@ impl EventWriter {
             let (_, note) = self.growths.remove(0);
             self.text(step, "growth", &note)?;
         }
-        let val = row.val_loss.unwrap_or(f64::NAN);
-        self.scalars(
-            step,
-            &[
-                ("loss/train", row.train_loss),
-                ("loss/val", val),
-                ("lr", row.lr),
-                ("model/depth", row.depth as f64),
-                ("data/tokens", row.tokens as f64),
-                ("perf/tok_per_s", row.tok_per_s),
-                ("compute/flops_exact", row.flops),
-            ],
-        )?;
         let mflops = (row.flops / 1e6).round() as i64;
-        self.scalars(
-            mflops,
-            &[
-                ("by_mflops/loss_train", row.train_loss),
-                ("by_mflops/loss_val", val),
-            ],
-        )?;
+        for axis in [Axis::Step, Axis::Mflops] {
+            let at = if axis == Axis::Step { step } else { mflops };
+            let values: Vec<(&str, f64)> = SCALARS
+                .iter()
+                .filter(|s| s.axis == axis)
+                .map(|s| (s.tag, (s.value)(row)))
+                .collect();
+            self.scalars(at, &values)?;
+        }
         self.since_flush += 1;
         if row.val_loss.is_some() || self.since_flush >= FLUSH_EVERY {
             self.flush()?;
@@ -335,6 +405,86 @@ pub fn read_events(path: &Path) -> Result<Events, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The backticked `a/b` tags in `text` (and `lr`, the one tag without a slash).
+    fn tags_in(text: &str) -> Vec<String> {
+        let mut out: Vec<String> = text
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| t.contains('/') && !t.contains(' ') || *t == "lr")
+            .map(String::from)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn ours(axis: Option<Axis>) -> Vec<String> {
+        let mut v: Vec<String> = SCALARS
+            .iter()
+            .filter(|s| axis.is_none_or(|a| s.axis == a))
+            .map(|s| s.tag.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn each_tag_shows_the_metrics_field_it_names() {
+        let row = MetricRow {
+            step: 7,
+            tokens: 11,
+            flops: 13.0,
+            train_loss: 2.5,
+            val_loss: Some(2.25),
+            lr: 0.125,
+            depth: 3,
+            segment: 1,
+            tok_per_s: 17.0,
+            wall_s: 19.0,
+        };
+        let json = serde_json::to_value(&row).unwrap();
+        for s in &SCALARS {
+            assert_eq!(json[s.field].as_f64(), Some((s.value)(&row)), "{}", s.tag);
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_tag() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("- **TensorBoard**")
+            .expect("a TensorBoard paragraph");
+        let para = &readme[start..];
+        let para = &para[..para.find("\n- ").unwrap_or(para.len())];
+        assert_eq!(tags_in(para), ours(None));
+    }
+
+    #[test]
+    fn the_python_checker_checks_every_tag_against_its_field() {
+        let script = include_str!("../../../scripts/check-tensorboard.py");
+        for (table, axis) in [("TAGS = {", Axis::Step), ("MFLOPS_TAGS = {", Axis::Mflops)] {
+            let start = script.find(table).expect(table) + table.len();
+            let body = &script[start..start + script[start..].find('}').unwrap()];
+            let mut pairs: Vec<(String, String)> = body
+                .lines()
+                .filter_map(|l| {
+                    let parts: Vec<&str> = l.split('"').collect();
+                    (parts.len() >= 4).then(|| (parts[1].to_string(), parts[3].to_string()))
+                })
+                .collect();
+            pairs.sort();
+            let mut want: Vec<(String, String)> = SCALARS
+                .iter()
+                .filter(|s| s.axis == axis)
+                .map(|s| (s.tag.to_string(), s.field.to_string()))
+                .collect();
+            want.sort();
+            assert_eq!(pairs, want, "{table}");
+            assert_eq!(pairs.len(), ours(Some(axis)).len());
+        }
+    }
 
     #[test]
     fn masked_crc_matches_tensorflow() {

@@ -1,14 +1,12 @@
-//! `progc export --to hf`: a run's checkpoint as a transformers folder, with progc's own
-//! validation loss beside it.
+//! `progc export --to hf`, what it writes: a run's checkpoint as a transformers folder, with
+//! progc's own validation loss beside it. The job that computes them is `jobs::export`.
 
 use std::path::{Path, PathBuf};
 
 use crate::exec::error::{ErrorKind, ExecError};
-use crate::exec::io::checkpoint::load_run;
-use crate::exec::io::data::{Batch, encode_text, load_corpus, validation_batches};
+use crate::exec::io::checkpoint::LoadedRun;
+use crate::exec::io::data::{Batch, decode_lossy, encode_text};
 use crate::exec::io::{hf, hf_tokenizer};
-use crate::exec::jobs::train::validation_losses;
-use crate::exec::network::precision::Precision;
 use crate::plan::spec::Tokenizer;
 
 /// What `progc export` can write.
@@ -77,7 +75,7 @@ fn tokenizer_sample(val: &[Batch]) -> Result<serde_json::Value, ExecError> {
         .first()
         .map(|b| &b.inputs[..b.context])
         .unwrap_or_default();
-    let mut text = crate::exec::jobs::sample::decode_lossy(Tokenizer::Gpt2, first)?;
+    let mut text = decode_lossy(Tokenizer::Gpt2, first)?;
     text.push_str(
         "\n\nHello world! It's 2024: naïve café, 日本語 — ok?  Two  spaces,\ttab;\n   end ",
     );
@@ -86,7 +84,7 @@ fn tokenizer_sample(val: &[Batch]) -> Result<serde_json::Value, ExecError> {
 }
 
 /// Checks that `out` may be written (see the module invariants).
-fn check_out_dir(out: &Path, force: bool) -> Result<(), ExecError> {
+pub fn check_out_dir(out: &Path, force: bool) -> Result<(), ExecError> {
     if !out.exists() {
         return Ok(());
     }
@@ -199,34 +197,29 @@ fn write_tokenizer(dir: &Path, tokenizer: Tokenizer, context: usize) -> Result<(
     }
 }
 
-/// `progc export RUN_DIR --to hf OUT_DIR`.
-pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, ExecError> {
-    check_out_dir(&opts.out_dir, opts.force)?;
-    let run = load_run(run_dir, opts.checkpoint.as_deref())?;
+/// What the export job computed for [`write_export`]: the model's tensors under transformers'
+/// names and, with `eval`, progc's own validation losses and the batches they are over.
+pub struct Exported {
+    pub depth: usize,
+    pub residual_scale: f64,
+    pub tensors: Vec<hf::HfTensor>,
+    /// The mean loss, each batch's loss, and the batches.
+    pub val: Option<(f64, Vec<f64>, Vec<Batch>)>,
+}
+
+/// Writes the export of `run` (from `run_dir`) into `opts.out_dir`, atomically: the files
+/// transformers loads, the provenance marker and, with an evaluation, `progc_eval.json`.
+pub fn write_export(
+    run_dir: &Path,
+    run: &LoadedRun,
+    opts: &ExportOptions,
+    e: Exported,
+) -> Result<ExportReport, ExecError> {
     let spec = &run.plan.spec;
-    let device = Default::default();
-    let model = run.model::<burn::backend::Flex>(&device)?;
-    let depth = model.depth();
-    let val = if opts.eval {
-        let corpus = load_corpus(&spec.data).map_err(|e| {
-            let help = "run the export from the directory the run was started in, or pass \
-                        `--no-eval` to skip progc_eval.json";
-            ExecError {
-                help: Some(help.into()),
-                ..e
-            }
-        })?;
-        let batches = validation_batches(&corpus, spec.batch, spec.eval_batches);
-        let losses = validation_losses(&model, &batches, &device, Precision::F32);
-        let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
-        Some((loss, losses, batches))
-    } else {
-        None
-    };
     let ExportFormat::Hf = opts.format;
-    let tensors = hf::hf_tensors(&model)?;
+    let depth = e.depth;
     write_dir_atomically(&opts.out_dir, |dir| {
-        hf::write_safetensors(&dir.join("model.safetensors"), &tensors)?;
+        hf::write_safetensors(&dir.join("model.safetensors"), &e.tensors)?;
         write_json(
             &dir.join("config.json"),
             &hf::hf_config(&spec.model, depth, spec.data.tokenizer),
@@ -241,11 +234,11 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
             "run_hash": run.checkpoint.run_hash,
             "tokenizer": spec.data.tokenizer.name(),
             "residual": spec.model.residual,
-            "residual_scale_folded": model.residual_scale(),
+            "residual_scale_folded": e.residual_scale,
         });
         write_json(&dir.join(MARKER), &provenance)?;
-        if let Some((loss, losses, batches)) = &val {
-            let eval = serde_json::json!({
+        if let Some((loss, losses, batches)) = &e.val {
+            let mut eval = serde_json::json!({
                 "val_loss": loss,
                 "batch_losses": losses,
                 "precision": "f32",
@@ -256,7 +249,6 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
                 "context": spec.batch.context,
                 "batches": windows(batches),
             });
-            let mut eval = eval;
             if spec.data.tokenizer == Tokenizer::Gpt2 {
                 eval["tokenizer_sample"] = tokenizer_sample(batches)?;
             }
@@ -269,16 +261,20 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
         checkpoint: run.checkpoint_path.clone(),
         step: run.checkpoint.step,
         depth,
-        val: val.map(|(l, _, b)| (l, b.iter().map(|b| b.sequences).sum())),
+        val: e
+            .val
+            .map(|(l, _, b)| (l, b.iter().map(|b| b.sequences).sum())),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::io::checkpoint::load_run;
     use crate::exec::jobs::train::validation_loss;
     use crate::exec::network::model::tests::tiny_spec;
     use crate::exec::network::model::{Gpt2, param_to_vec};
+    use crate::exec::network::precision::Precision;
     use crate::plan::spec::{ModelSpec, ResidualScaling};
     use crate::testing::scratch;
     use burn::backend::Flex;

@@ -29,7 +29,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::hf_tokenizer::END_OF_TEXT;
 use crate::exec::error::{ErrorKind, ExecError};
-use crate::exec::network::model::{Gpt2, param_to_vec};
+use crate::exec::network::model::{BLOCK_HF_NAMES, Gpt2, Role, block_layout, param_to_vec};
 use crate::plan::spec::{ModelSpec, ResidualScaling, Tokenizer};
 
 /// progc's LayerNorm eps (the kernels' `LN_EPS`), written as `layer_norm_epsilon`.
@@ -47,21 +47,13 @@ pub fn hf_name(name: &str) -> Option<(String, bool)> {
     let rest = name.strip_prefix("blocks.")?;
     let (i, field) = rest.split_once('.')?;
     let i: usize = i.parse().ok()?;
-    let (hf, folded) = match field {
-        "ln1.weight" => ("ln_1.weight", false),
-        "ln1.bias" => ("ln_1.bias", false),
-        "attn.qkv.weight" => ("attn.c_attn.weight", false),
-        "attn.qkv.bias" => ("attn.c_attn.bias", false),
-        "attn.out.weight" => ("attn.c_proj.weight", true),
-        "attn.out.bias" => ("attn.c_proj.bias", true),
-        "ln2.weight" => ("ln_2.weight", false),
-        "ln2.bias" => ("ln_2.bias", false),
-        "mlp.fc.weight" => ("mlp.c_fc.weight", false),
-        "mlp.fc.bias" => ("mlp.c_fc.bias", false),
-        "mlp.proj.weight" => ("mlp.c_proj.weight", true),
-        "mlp.proj.bias" => ("mlp.c_proj.bias", true),
-        _ => return None,
-    };
+    // The residual scale is folded into the output projections.
+    let (hf, role) = BLOCK_HF_NAMES
+        .iter()
+        .zip(block_layout(1, 1))
+        .find(|((ours, _), _)| *ours == field)
+        .map(|((_, hf), (_, _, role))| (*hf, role))?;
+    let folded = matches!(role, Role::OutWeight | Role::OutBias);
     Some((format!("transformer.h.{i}.{hf}"), folded))
 }
 

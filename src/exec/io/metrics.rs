@@ -177,6 +177,10 @@ pub struct Summary {
     /// Matmul precision the run trained with (older summaries: f32).
     #[serde(default)]
     pub precision: crate::exec::network::precision::Precision,
+    /// Why the run trained in another precision than it was asked for (bf16 on a CPU without
+    /// a bf16 instruction trains f32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_note: Option<String>,
     #[serde(deserialize_with = "f64_or_nan")]
     pub final_train_loss: f64,
     #[serde(deserialize_with = "f64_or_nan")]
@@ -443,6 +447,7 @@ mod tests {
             run: "zero_to_12".into(),
             device: "cpu".into(),
             precision: Default::default(),
+            precision_note: None,
             final_train_loss: 3.25,
             final_val_loss: 3.5,
             total_steps: 1000,

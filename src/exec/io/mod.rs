@@ -4,6 +4,7 @@
 //! - [`metrics`]: `metrics.jsonl` rows and `summary.json`;
 //! - [`report`], [`plot`]: an experiment's report (gaps, seeds, frontier) and its SVG/PNG plots;
 //! - [`export`], [`hf`], [`hf_tokenizer`]: `progc export --to hf`;
+//! - [`run_dir`]: the run and experiment directories, each of their files named and parsed once;
 //! - [`lock`]: the one-writer lock of a run directory; [`events`]: TensorBoard event files.
 //!
 //! Invariants:
@@ -32,3 +33,4 @@ pub mod lock;
 pub mod metrics;
 pub mod plot;
 pub mod report;
+pub mod run_dir;

@@ -19,27 +19,17 @@
 //! - every stretch of training is logged to `trained.jsonl` (`{run, from, to}`), the record of
 //!   what was actually computed.
 
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use crate::exec::error::{ErrorKind, ExecError};
+use crate::exec::device::place;
+use crate::exec::error::ExecError;
 use crate::exec::io::checkpoint::{Checkpoint, latest_at_most, latest_path, run_hash, step_path};
-use crate::exec::io::data::write_atomic;
-use crate::exec::io::metrics::{MetricsWriter, Summary, read_metrics};
+use crate::exec::io::metrics::{MetricsWriter, read_metrics};
 use crate::exec::io::report::{ExperimentReport, write_report};
+pub use crate::exec::io::run_dir::Trained;
+use crate::exec::io::run_dir::{ExperimentDir, RunDir};
 use crate::exec::jobs::train::{self, RunOptions};
 use crate::plan::ir::{Plan, RunPlan};
-
-/// One stretch of actual training.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Trained {
-    pub run: String,
-    pub from: u64,
-    pub to: u64,
-}
 
 /// Steps `[0, s)` that runs `a` and `b` of `plan` share (the end of their last common node).
 pub fn shared_steps(plan: &Plan, a: &RunPlan, b: &RunPlan) -> u64 {
@@ -51,181 +41,39 @@ pub fn shared_steps(plan: &Plan, a: &RunPlan, b: &RunPlan) -> u64 {
         .map_or(0, |(n, _)| plan.graph[*n].segment.end_step)
 }
 
-fn io<'a>(action: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
-    move |e| ExecError::io(action, path, e)
-}
-
-/// Writes the plan to `dir/experiment.json` after checking that the one there, if any, is of
-/// the same experiment: the same runs with the same recipes, seeds, reference and frontier.
-/// How the runs share prefixes may differ (a newer progc may find more to share): the new plan
-/// replaces the old, which is safe because each run directory is checked against its own recipe
-/// and a donor gives only checkpoints at or before what the runs share.
-fn claim_dir(dir: &Path, plan: &Plan) -> Result<(), ExecError> {
-    fs::create_dir_all(dir).map_err(io("create directory", dir))?;
-    let path = dir.join("experiment.json");
-    let json = serde_json::to_string_pretty(plan).map_err(|e| {
-        ExecError::new(
-            ErrorKind::Internal,
-            format!("cannot serialize the plan: {e}"),
-        )
-    })?;
-    let elsewhere = "choose another --out directory, or delete that one to start afresh";
-    match fs::read_to_string(&path) {
-        Ok(existing) if existing == json => return Ok(()),
-        Ok(existing) => {
-            let theirs: Plan = serde_json::from_str(&existing).map_err(|e| {
-                ExecError::new(
-                    ErrorKind::Checkpoint,
-                    format!(
-                        "{} is damaged or from an incompatible progc: {e}",
-                        path.display()
-                    ),
-                )
-                .with_help(elsewhere)
-            })?;
-            let same = theirs.experiment == plan.experiment
-                && theirs.reference == plan.reference
-                && theirs.seeds == plan.seeds
-                && theirs.frontier == plan.frontier
-                && theirs
-                    .runs
-                    .iter()
-                    .map(|r| &r.spec)
-                    .eq(plan.runs.iter().map(|r| &r.spec));
-            if !same {
-                return Err(ExecError::new(
-                    ErrorKind::Checkpoint,
-                    format!(
-                        "{} holds a different experiment (or the recipe changed)",
-                        dir.display()
-                    ),
-                )
-                .with_help(elsewhere));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ExecError::io("read", &path, e)),
-    }
-    write_atomic(&path, json.as_bytes()).map_err(io("write", &path))
-}
-
 /// Reads `dir/experiment.json`.
 pub fn read_plan(dir: &Path) -> Result<Plan, ExecError> {
-    let path = dir.join("experiment.json");
-    let text = fs::read_to_string(&path).map_err(|e| {
-        ExecError::io("read", &path, e)
-            .with_help("point at the output directory of `progc run FILE --experiment NAME`")
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        ExecError::new(
-            ErrorKind::Checkpoint,
-            format!("{} is damaged: {e}", path.display()),
-        )
-    })
-}
-
-/// Checks that `dir`, when it holds a run already, holds `rp`: the recipe in its `run.json`
-/// is the plan's (compared as values, so a file from an older progc that lacks a field added
-/// since with its default still matches).
-fn check_run_dir(dir: &Path, rp: &RunPlan) -> Result<(), ExecError> {
-    let path = dir.join("run.json");
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(ExecError::io("read", &path, e)),
-    };
-    let name = &rp.spec.name;
-    let move_it = "move that directory out of the experiment (or delete it) and run again; \
-                   only a finished or interrupted run of this very recipe may be copied in";
-    let theirs: RunPlan = serde_json::from_str(&text).map_err(|e| {
-        ExecError::new(
-            ErrorKind::Checkpoint,
-            format!("{} is damaged or not a progc run: {e}", path.display()),
-        )
-        .with_help(move_it)
-    })?;
-    if theirs.spec == rp.spec {
-        return Ok(());
-    }
-    // Name the first setting that differs, to tell a stale copy from a wrong one.
-    let fields = |s| match serde_json::to_value(s) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => Default::default(),
-    };
-    let (a, b) = (fields(&theirs.spec), fields(&rp.spec));
-    let mut keys: Vec<&String> = b
-        .iter()
-        .filter(|(k, v)| a.get(*k) != Some(*v))
-        .map(|(k, _)| k)
-        .collect();
-    keys.sort_by_key(|k| *k == "name");
-    let differs = keys
-        .first()
-        .map_or_else(String::new, |k| format!(" (`{k}` differs)"));
-    Err(ExecError::new(
-        ErrorKind::Checkpoint,
-        format!(
-            "{} holds a run of another recipe than `{name}`{differs}",
-            dir.display()
-        ),
-    )
-    .with_help(move_it))
-}
-
-fn log_trained(dir: &Path, t: &Trained) -> Result<(), ExecError> {
-    let path = dir.join("trained.jsonl");
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(io("open", &path))?;
-    let line = serde_json::to_string(t).unwrap_or_default();
-    writeln!(f, "{line}").map_err(io("write", &path))
+    ExperimentDir::new(dir).read_plan()
 }
 
 /// Every stretch of training recorded in `dir/trained.jsonl`.
 pub fn read_trained(dir: &Path) -> Result<Vec<Trained>, ExecError> {
-    let path = dir.join("trained.jsonl");
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(ExecError::io("read", &path, e)),
-    }
-}
-
-fn finished(dir: &Path, rp: &RunPlan) -> bool {
-    Summary::read(&dir.join("summary.json")).is_ok_and(|s| s.total_steps == rp.spec.total_steps)
+    ExperimentDir::new(dir).read_trained()
 }
 
 /// Starts `rp` in `dir` from `donor`'s checkpoint at step `t` (its latest at or before the end
 /// of their shared prefix), with the donor's metrics before `t`: `[0, t)` is not retrained.
 fn seed_from(
-    donor: &Path,
+    donor: &RunDir,
     t: u64,
     ck_path: &Path,
-    dir: &Path,
+    dir: &RunDir,
     rp: &RunPlan,
 ) -> Result<(), ExecError> {
     let mut ck = Checkpoint::read(ck_path)?;
     ck.run_hash = run_hash(&rp.spec);
-    fs::create_dir_all(dir.join("checkpoints")).map_err(io("create directory", dir))?;
-    ck.write(&latest_path(dir))?;
+    dir.create()?;
+    ck.write(&latest_path(dir.path()))?;
     // This run can in turn be the donor of `[0, t)` for later runs.
-    ck.write(&step_path(dir, t))?;
-    let mut metrics = MetricsWriter::create(&dir.join("metrics.jsonl"), &rp.spec.growths)?;
-    for row in read_metrics(&donor.join("metrics.jsonl"))?
+    ck.write(&step_path(dir.path(), t))?;
+    let mut metrics = MetricsWriter::create(&dir.metrics_file(), &rp.spec.growths)?;
+    for row in read_metrics(&donor.metrics_file())?
         .iter()
         .filter(|r| r.step < t)
     {
         metrics.write(row)?;
     }
-    let json = serde_json::to_string_pretty(rp).unwrap_or_default();
-    let path = dir.join("run.json");
-    write_atomic(&path, json.as_bytes()).map_err(io("write", &path))?;
-    Ok(())
+    dir.write_plan(rp)
 }
 
 /// Runs (or continues) every run of `plan`, then writes the report. `Ok(None)` when it stopped
@@ -235,7 +83,7 @@ pub fn run_experiment(
     opts: &RunOptions,
 ) -> Result<Option<ExperimentReport>, ExecError> {
     let root = &opts.out_dir;
-    // Every run's corpus is checked before the experiment folder is touched.
+    // Every run's corpus, and the device, are checked before the experiment folder is touched.
     let mut checked = Vec::new();
     for rp in &plan.runs {
         if !checked.contains(&(&rp.spec.data, rp.spec.batch)) {
@@ -243,15 +91,27 @@ pub fn run_experiment(
             checked.push((&rp.spec.data, rp.spec.batch));
         }
     }
-    let _lock = train::take_lock(root, opts.parallel.as_ref())?;
-    claim_dir(root, plan)?;
+    match &opts.parallel {
+        Some(topo) => topo
+            .devices
+            .iter()
+            .try_for_each(|d| place(*d).map(|_| ()))?,
+        None => place(opts.device).map(|_| ())?,
+    }
+    let exp_dir = ExperimentDir::new(root);
+    let writes = opts
+        .parallel
+        .as_ref()
+        .is_none_or(|t| t.nodes.as_ref().is_none_or(|n| n.rank == 0));
+    let _lock = exp_dir.claim(plan, writes)?;
     for rp in &plan.runs {
-        check_run_dir(&root.join(&rp.spec.name), rp)?;
+        exp_dir.run(&rp.spec.name).check_holds(rp)?;
     }
     for (i, rp) in plan.runs.iter().enumerate() {
         let name = &rp.spec.name;
-        let dir = root.join(name);
-        if finished(&dir, rp) {
+        let run_dir = exp_dir.run(name);
+        let dir = run_dir.path().to_path_buf();
+        if run_dir.finished(rp.spec.total_steps) {
             eprintln!("experiment: `{name}` already finished");
             continue;
         }
@@ -277,8 +137,8 @@ pub fn run_experiment(
                 .enumerate()
                 .filter(|&(j, _)| j != i)
                 .filter_map(|(_, d)| {
-                    let donor = root.join(&d.spec.name);
-                    let (t, path) = latest_at_most(&donor, shared_steps(plan, d, rp))?;
+                    let donor = exp_dir.run(&d.spec.name);
+                    let (t, path) = latest_at_most(donor.path(), shared_steps(plan, d, rp))?;
                     Some((t, path, donor, &d.spec.name))
                 })
                 .fold(None, |best: Option<(u64, _, _, _)>, c| match best {
@@ -286,7 +146,7 @@ pub fn run_experiment(
                     _ => Some(c),
                 });
             if let Some((t, path, donor, donor_name)) = best {
-                seed_from(&donor, t, &path, &dir, rp)?;
+                seed_from(&donor, t, &path, &run_dir, rp)?;
                 eprintln!(
                     "experiment: `{name}` starts from `{donor_name}` at step {t} (shared prefix)"
                 );
@@ -299,72 +159,14 @@ pub fn run_experiment(
             eprintln!("experiment: training `{name}`");
             train::run(rp, &run_opts)?
         };
-        log_trained(
-            root,
-            &Trained {
-                run: name.clone(),
-                from,
-                to: summary.total_steps,
-            },
-        )?;
+        exp_dir.log_trained(&Trained {
+            run: name.clone(),
+            from,
+            to: summary.total_steps,
+        })?;
         if summary.total_steps < rp.spec.total_steps {
             return Ok(None); // stopped early on request
         }
     }
     write_report(root, plan).map(Some)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::compile_experiment;
-    use crate::plan::fixtures::{tiny, zero_to_full};
-    use crate::plan::spec::{ExperimentSpec, RunSpec};
-    use crate::testing::scratch;
-
-    fn experiment(runs: &[RunSpec]) -> Plan {
-        let exp = ExperimentSpec {
-            name: "e".into(),
-            runs: runs.iter().map(|r| r.name.clone()).collect(),
-            reference: runs[0].name.clone(),
-            seeds: vec![],
-            frontier: vec![],
-        };
-        compile_experiment(&exp, runs)
-    }
-
-    #[test]
-    fn a_dir_takes_a_new_plan_of_its_experiment_but_refuses_a_changed_recipe() {
-        let tmp = scratch("claim");
-        let dir = tmp.path();
-        let runs = [
-            zero_to_full("a", tiny(), 80, 100),
-            zero_to_full("b", tiny(), 60, 100),
-        ];
-        let plan = experiment(&runs);
-        claim_dir(dir, &plan).unwrap();
-        claim_dir(dir, &plan).unwrap();
-
-        // Planned by a progc that shared less: the same experiment, so the new plan replaces it.
-        let path = dir.join("experiment.json");
-        let mut older = plan.clone();
-        older.sharing.steps_trained = older.sharing.steps_separate;
-        std::fs::write(&path, serde_json::to_string_pretty(&older).unwrap()).unwrap();
-        claim_dir(dir, &plan).unwrap();
-        let now: Plan = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(now.sharing, plan.sharing);
-
-        // Another seed for `b` is another recipe: refused, and the file is left alone.
-        let mut changed = runs.clone();
-        changed[1].seed += 1;
-        let e = claim_dir(dir, &experiment(&changed)).unwrap_err();
-        assert!(e.message.contains("different experiment"), "{e}");
-        assert!(e.help.is_some());
-        let kept: Plan = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(kept.runs[1].spec, runs[1]);
-
-        std::fs::write(&path, "{").unwrap();
-        let e = claim_dir(dir, &plan).unwrap_err();
-        assert!(e.message.contains("damaged"), "{e}");
-    }
 }

@@ -8,6 +8,7 @@
 //!   experiment from its finished and interrupted runs.
 
 pub mod experiment;
+pub mod export;
 pub mod sample;
 pub mod stop;
 pub mod train;

@@ -13,7 +13,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::exec::device::{BackendTask, DeviceChoice, Placed, dispatch};
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::exec::io::checkpoint::load_run;
-use crate::exec::io::hf_tokenizer::{END_OF_TEXT, gpt2_token_bytes};
+use crate::exec::io::data::decode_lossy;
+use crate::exec::io::hf_tokenizer::END_OF_TEXT;
 use crate::exec::network::kernels::{Kernels, TrainBackend};
 use crate::exec::network::model::Gpt2;
 use crate::exec::network::rng::Rng;
@@ -139,20 +140,6 @@ pub fn generate<B: Kernels>(
         all.push(pick(&logits, opts, &mut rng));
     }
     all.split_off(prompt.len())
-}
-
-/// Text of `ids` (invalid UTF-8, e.g. half a character, becomes U+FFFD).
-pub fn decode_lossy(tokenizer: Tokenizer, ids: &[u32]) -> Result<String, ExecError> {
-    let bytes: Vec<u8> = match tokenizer {
-        Tokenizer::Bytes => ids.iter().map(|&t| t.min(255) as u8).collect(),
-        Tokenizer::Gpt2 => {
-            let table = gpt2_token_bytes()?;
-            ids.iter()
-                .flat_map(|&t| table.get(t as usize).cloned().unwrap_or_default())
-                .collect()
-        }
-    };
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// What `progc sample` prints.

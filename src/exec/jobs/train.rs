@@ -22,7 +22,6 @@
 //! Output directory: `run.json` (the `RunPlan`), `metrics.jsonl`, `summary.json`, `loss.png`,
 //! `loss.svg`, `checkpoints/latest.safetensors` and `checkpoints/step-<N>.safetensors` at segment boundaries.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,24 +31,23 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use crate::exec::device::parallel::{self, Peer, Topology};
-use crate::exec::device::{BackendTask, DeviceChoice, Placed, dispatch};
+use crate::exec::device::{BackendTask, Bf16, DeviceChoice, Placed, dispatch, place};
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::exec::io::checkpoint::{Checkpoint, Timing, latest_path, run_hash};
-use crate::exec::io::data::{
-    Batch, BatchCursor, Corpus, load_corpus, validation_batches, write_atomic,
-};
+use crate::exec::io::data::{Batch, BatchCursor, Corpus, load_corpus, validation_batches};
 use crate::exec::io::lock::{DirLock, lock_dir};
 use crate::exec::io::metrics::{MetricRow, Summary, read_metrics};
 use crate::exec::io::plot::plot_losses;
-use crate::exec::network::grow::{block_origins, grow};
+use crate::exec::io::run_dir::RunDir;
+use crate::exec::network::grow::{grow_with_policy, param_rules};
 use crate::exec::network::kernels::{Kernels, TrainBackend};
 use crate::exec::network::model::Gpt2;
-use crate::exec::network::optim::{Optimizer, ParamRules};
+use crate::exec::network::optim::Optimizer;
 use crate::exec::network::precision::Precision;
 use crate::exec::network::rng::splitmix64;
 use crate::plan::ir::RunPlan;
 use crate::plan::schedule::lr_factor;
-use crate::plan::spec::{GrowthSpec, InitSpec, ModelSpec, OptStatePolicy, RunSpec};
+use crate::plan::spec::RunSpec;
 
 mod checkpoints;
 mod observe;
@@ -94,60 +92,71 @@ pub struct RunOptions {
     pub parallel: Option<Topology>,
 }
 
-/// Trains `plan` from scratch into `opts.out_dir`.
+/// Trains `plan` from scratch into `opts.out_dir` ([`prepare`], then [`Start::run`]).
 pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
-    let dir = &opts.out_dir;
-    // A bad corpus, or a batch that does not split over the peers, is an error before
-    // anything is written to the run directory.
+    prepare(plan, opts)?.run(opts)
+}
+
+/// A run whose start has been checked: everything that can fail before training (the peers'
+/// batch split, the corpus, the device) has passed, and nothing is written yet.
+pub struct Start<'a> {
+    plan: &'a RunPlan,
+    corpus: Corpus,
+}
+
+/// Checks what a run needs before its directory is claimed, so a failed start leaves nothing
+/// behind.
+pub fn prepare<'a>(plan: &'a RunPlan, opts: &RunOptions) -> Result<Start<'a>, ExecError> {
     if let Some(topo) = &opts.parallel {
         topo.check_batch(plan.spec.batch.sequences)?;
     }
     let corpus = open_corpus(&plan.spec)?;
-    let _lock = take_lock(dir, opts.parallel.as_ref())?;
-    std::fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
-    let json = serde_json::to_string_pretty(plan).map_err(|e| {
-        ExecError::new(
-            ErrorKind::Internal,
-            format!("cannot serialize the run plan: {e}"),
-        )
-    })?;
-    let path = dir.join("run.json");
-    write_atomic(&path, json.as_bytes()).map_err(|e| ExecError::io("write", &path, e))?;
-    launch(plan, corpus, opts, None)
+    match &opts.parallel {
+        Some(topo) => topo
+            .devices
+            .iter()
+            .try_for_each(|d| place(*d).map(|_| ()))?,
+        None => place(opts.device).map(|_| ())?,
+    }
+    Ok(Start { plan, corpus })
 }
 
-/// The directory's writer lock, taken by the process that writes the run: every process of
-/// a single-node run, node 0 of several (the others write nothing).
+impl Start<'_> {
+    /// Claims `opts.out_dir` (refused when it holds a run already, see [`RunDir::claim`]) and
+    /// trains.
+    pub fn run(self, opts: &RunOptions) -> Result<Summary, ExecError> {
+        let dir = RunDir::new(&opts.out_dir);
+        let _lock = dir.claim(self.plan, writes(opts.parallel.as_ref()))?;
+        launch(self.plan, self.corpus, opts, None)
+    }
+}
+
+/// Whether this process writes the run: every process of a single-node run, node 0 of
+/// several (the others write nothing).
+fn writes(parallel: Option<&Topology>) -> bool {
+    parallel.is_none_or(|t| t.nodes.as_ref().is_none_or(|n| n.rank == 0))
+}
+
+/// The directory's writer lock, taken by the process that writes the run (see [`writes`]).
 pub(crate) fn take_lock(
     dir: &Path,
     parallel: Option<&Topology>,
 ) -> Result<Option<DirLock>, ExecError> {
-    let writes = parallel.is_none_or(|t| t.nodes.as_ref().is_none_or(|n| n.rank == 0));
-    if writes {
+    if writes(parallel) {
         lock_dir(dir).map(Some)
     } else {
         Ok(None)
     }
 }
 
-/// Continues the run in `dir` from `dir/checkpoints/latest.safetensors` (`opts.out_dir` is
-/// ignored).
+/// Continues the run in `dir` from its latest checkpoint (`opts.out_dir` is ignored).
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
     let opts = &RunOptions {
         out_dir: dir.to_path_buf(),
         ..opts.clone()
     };
-    let path = dir.join("run.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ExecError::io("read", &path, e)
-            .with_help("point --resume at the output directory of an earlier `progc run`")
-    })?;
-    let plan: RunPlan = serde_json::from_str(&text).map_err(|e| {
-        ExecError::new(
-            ErrorKind::Checkpoint,
-            format!("{} is damaged: {e}", path.display()),
-        )
-        .with_help("start the run afresh")
+    let plan = RunDir::new(dir).read_plan().map_err(|e| {
+        e.with_help("point --resume at the output directory of an earlier `progc run`")
     })?;
     // Before the checkpoint is read: a writer still running would move it on.
     let _lock = take_lock(dir, opts.parallel.as_ref())?;
@@ -195,8 +204,8 @@ fn launch(
     let mut summary = summaries[0].clone();
     summary.peers = summaries.iter().flat_map(|s| s.peers.clone()).collect();
     summary.device = describe(topo);
-    if topo.nodes.as_ref().is_none_or(|n| n.rank == 0) {
-        summary.write(&dir.join("summary.json"))?;
+    if writes(Some(topo)) {
+        RunDir::new(dir).write_summary(&summary)?;
     }
     Ok(summary)
 }
@@ -382,7 +391,7 @@ impl Job<'_> {
         let name = &on.to_string();
         let (plan, opts) = (self.plan, self.opts);
         let dir = opts.out_dir.as_path();
-        check_precision(opts.tuning.precision, on)?;
+        let (precision, precision_note) = run_precision(opts.tuning.precision, on)?;
         let spec = &plan.spec;
         let val = validation_batches(self.corpus, spec.batch, spec.eval_batches);
         let (mut st, start) = State::<B>::begin(spec, self.resume, &device)?;
@@ -393,13 +402,12 @@ impl Job<'_> {
         let total = spec.total_steps;
         let end = opts.stop_after.map_or(total, |k| k.clamp(start, total));
         let tps = spec.batch.tokens_per_step();
-        let precision = opts.tuning.precision;
         let log_every = opts
             .tuning
             .log_every
             .unwrap_or_else(|| default_log_every(on))
             .max(1);
-        let metrics_path = dir.join("metrics.jsonl");
+        let metrics_path = RunDir::new(dir).metrics_file();
         let mut observer = Observer::open(
             &metrics_path,
             &spec.growths,
@@ -531,6 +539,7 @@ impl Job<'_> {
         let (timed_steps, timed_s) = clock.session(&st.timing);
         let summary = Summary {
             peers: replicas.throughput(name, timed_steps, tps, timed_s),
+            precision_note,
             ..summarize(plan, end, name, precision, &st.timing)
         };
         if leader {
@@ -540,16 +549,26 @@ impl Job<'_> {
     }
 }
 
-/// cubecl's wgpu runtime compiles to WGSL, which has f16 but no bf16.
-fn check_precision(precision: Precision, on: Placed) -> Result<(), ExecError> {
-    if precision == Precision::Bf16 && matches!(on, Placed::Wgpu(_)) {
-        return Err(ExecError::new(
-            ErrorKind::Device,
-            format!("bf16 is not supported on {on}: wgpu's shading language has no bf16"),
-        )
-        .with_help("use --precision f32 on wgpu (bf16 runs on CUDA)"));
+/// The precision the run trains in, and why when it is not the one asked for. A precision the
+/// device cannot run is an error before anything trains; bf16 on a CPU without a bf16
+/// instruction trains f32 matmuls, and the header and the summary say so.
+fn run_precision(asked: Precision, on: Placed) -> Result<(Precision, Option<String>), ExecError> {
+    if asked != Precision::Bf16 {
+        return Ok((asked, None));
     }
-    Ok(())
+    match on.bf16() {
+        Bf16::Rounds => Ok((asked, None)),
+        Bf16::FallsBackToF32(why) => {
+            let note = format!("bf16 falls back to f32 matmuls on {on}: {why}");
+            eprintln!("precision: {note}");
+            Ok((Precision::F32, Some(note)))
+        }
+        Bf16::Refused(why) => Err(ExecError::new(
+            ErrorKind::Device,
+            format!("bf16 is not supported on {on}: {why}"),
+        )
+        .with_help("use --precision f32 here (bf16 runs on CUDA)")),
+    }
 }
 
 /// The summary of the first `end` steps (without the replicas' throughput).
@@ -561,6 +580,7 @@ fn summarize(plan: &RunPlan, end: u64, device: &str, precision: Precision, t: &T
         run: spec.name.clone(),
         device: device.to_string(),
         precision,
+        precision_note: None,
         final_train_loss: t.last_train_loss.unwrap_or(f64::NAN),
         final_val_loss: t.last_val_loss.unwrap_or(f64::NAN),
         total_steps: end,
@@ -586,66 +606,17 @@ fn finish(
     solo: bool,
     metrics_path: &Path,
 ) -> Result<(), ExecError> {
+    let run_dir = RunDir::new(dir);
     if solo {
-        summary.write(&dir.join("summary.json"))?;
+        run_dir.write_summary(summary)?;
     }
     let rows = read_metrics(metrics_path)?;
     let title = format!("{} ({} steps)", plan.spec.name, plan.spec.total_steps);
-    let (png, svg) = (dir.join("loss.png"), dir.join("loss.svg"));
+    let (png, svg) = run_dir.loss_plots();
     if let Err(e) = plot_losses(&rows, &summary.growth_steps, &title, &png, &svg) {
         eprintln!("warning: no loss plot: {e}");
     }
     Ok(())
-}
-
-/// Grows `model` by `g` and applies `g`'s optimizer-state policy: `Keep` keeps the moments of
-/// surviving parameters, `Reset` clears all, `Copy` gives every extra copy its source's moments
-/// (for non-copy inits `Copy` acts as `Keep`). State of ids no longer in the model is dropped.
-pub fn grow_with_policy<B: TrainBackend>(
-    model: Gpt2<B>,
-    opt: &mut Optimizer<B>,
-    g: &GrowthSpec,
-    spec: &ModelSpec,
-    seed: u64,
-    device: &B::Device,
-) -> Result<Gpt2<B>, ExecError> {
-    let grown = grow(model, g, spec, seed, device)?;
-    match g.optimizer_state {
-        OptStatePolicy::Reset => opt.reset(),
-        OptStatePolicy::Copy if matches!(g.init, InitSpec::Copy { .. }) => {
-            opt.copy_state(&grown.copied_from)
-        }
-        OptStatePolicy::Keep | OptStatePolicy::Copy => {}
-    }
-    let ids: HashSet<_> = grown.model.param_ids().into_iter().collect();
-    opt.retain(&ids);
-    Ok(grown.model)
-}
-
-/// Each parameter's group, and the LR multiplier of every parameter in a block that a growth
-/// so far added with an `lr_mult` other than 1. Derived from the model and the recipe alone, so
-/// a resumed run gets the same rates as one that never stopped.
-fn param_rules<B: Backend>(model: &Gpt2<B>, spec: &RunSpec) -> ParamRules {
-    // Growths strictly deepen the model: the ones done are those it is already as deep as.
-    let n = spec
-        .growths
-        .iter()
-        .take_while(|g| g.to_depth <= model.depth())
-        .count();
-    let done = &spec.growths[..n];
-    let origins = block_origins(spec.start_depth, done);
-    let lr_mults = model
-        .block_param_ids()
-        .into_iter()
-        .zip(origins)
-        .filter_map(|(ids, o)| Some((ids, done[o?].lr_mult)))
-        .filter(|&(_, m)| m != 1.0)
-        .flat_map(|(ids, m)| ids.into_iter().map(move |id| (id, m)))
-        .collect();
-    ParamRules {
-        groups: model.param_groups(),
-        lr_mults,
-    }
 }
 
 /// Loads the run's corpus and checks that it fits the batch and the model's vocabulary.
@@ -698,6 +669,7 @@ mod tests {
     use super::*;
     use crate::exec::network::model::param_to_vec;
     use crate::exec::network::model::tests::{TB, toks};
+    use crate::exec::network::optim::ParamRules;
     use crate::plan::spec::*;
     use crate::testing::scratch;
 

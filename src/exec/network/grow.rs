@@ -1,4 +1,7 @@
-//! Depth growth: turns a depth-`from` model into a depth-`to` model.
+//! Depth growth, in one room: turns a depth-`from` model into a depth-`to` model ([`grow`],
+//! with each init), applies the growth's optimizer-state policy ([`grow_with_policy`]), and
+//! derives the rules a step applies to the blocks each growth added ([`param_rules`]). A new
+//! init is an arm of [`fresh_init`] here (or a layout of [`copy_source`]), plus its checker arm.
 //!
 //! Invariants:
 //! - embeddings, `ln_f` and every old block keep their values and their ParamIds (so their
@@ -19,12 +22,18 @@
 //! - random values are keyed by `(seed, grow.blocks.<final index>.<param>)`; the caller derives
 //!   `seed` from (run seed, growth step), so a resumed run regrows identically.
 
+use std::collections::HashSet;
+
 use burn::module::ParamId;
 use burn::tensor::backend::Backend;
 
 use crate::exec::error::{ErrorKind, ExecError};
+use crate::exec::network::kernels::TrainBackend;
 use crate::exec::network::model::{Block, Gpt2, InitKind, Role, out_std, standard_init};
-use crate::plan::spec::{CopyLayout, GrowthSpec, InitSpec, ModelSpec, Placement};
+use crate::exec::network::optim::{Optimizer, ParamRules};
+use crate::plan::spec::{
+    CopyLayout, GrowthSpec, InitSpec, ModelSpec, OptStatePolicy, Placement, RunSpec,
+};
 
 /// The result of a growth.
 pub struct Grown<B: Backend> {
@@ -72,6 +81,27 @@ pub fn block_origins(start_depth: usize, growths: &[GrowthSpec]) -> Vec<Option<u
         };
     }
     origins
+}
+
+/// How the parameters of a fresh block are drawn, by role, for an init that makes fresh blocks
+/// (`None` for copies, which [`grow`] takes from the trained blocks). `to` is the depth after
+/// the growth (output projections use `std / sqrt(2 to)`).
+pub fn fresh_init(init: InitSpec, to: usize) -> Option<Box<dyn Fn(Role) -> InitKind>> {
+    Some(match init {
+        InitSpec::Random { std } => {
+            let ostd = out_std(std, to);
+            Box::new(move |r| standard_init(r, std, ostd))
+        }
+        InitSpec::Zero => Box::new(|r| match r {
+            Role::LnGain => InitKind::Ones,
+            _ => InitKind::Zeros,
+        }),
+        InitSpec::ZeroOut { std } => Box::new(move |r| match r {
+            Role::OutWeight | Role::OutBias => InitKind::Zeros,
+            r => standard_init(r, std, 0.0),
+        }),
+        InitSpec::Copy { .. } => return None,
+    })
 }
 
 pub fn grow<B: Backend>(
@@ -128,20 +158,8 @@ pub fn grow<B: Backend>(
         }
         out
     } else {
-        let init: Box<dyn Fn(Role) -> InitKind> = match g.init {
-            InitSpec::Random { std } => {
-                let ostd = out_std(std, to);
-                Box::new(move |r| standard_init(r, std, ostd))
-            }
-            InitSpec::Zero => Box::new(|r| match r {
-                Role::LnGain => InitKind::Ones,
-                _ => InitKind::Zeros,
-            }),
-            InitSpec::ZeroOut { std } => Box::new(move |r| match r {
-                Role::OutWeight | Role::OutBias => InitKind::Zeros,
-                r => standard_init(r, std, 0.0),
-            }),
-            InitSpec::Copy { .. } => unreachable!("handled above"),
+        let Some(init) = fresh_init(g.init, to) else {
+            unreachable!("copies are handled above")
         };
         let k = to - from;
         let offset = match g.placement {
@@ -176,6 +194,56 @@ pub fn grow<B: Backend>(
         new_ids,
         copied_from,
     })
+}
+
+/// Grows `model` by `g` and applies `g`'s optimizer-state policy: `Keep` keeps the moments of
+/// surviving parameters, `Reset` clears all, `Copy` gives every extra copy its source's moments
+/// (for non-copy inits `Copy` acts as `Keep`). State of ids no longer in the model is dropped.
+pub fn grow_with_policy<B: TrainBackend>(
+    model: Gpt2<B>,
+    opt: &mut Optimizer<B>,
+    g: &GrowthSpec,
+    spec: &ModelSpec,
+    seed: u64,
+    device: &B::Device,
+) -> Result<Gpt2<B>, ExecError> {
+    let grown = grow(model, g, spec, seed, device)?;
+    match g.optimizer_state {
+        OptStatePolicy::Reset => opt.reset(),
+        OptStatePolicy::Copy if matches!(g.init, InitSpec::Copy { .. }) => {
+            opt.copy_state(&grown.copied_from)
+        }
+        OptStatePolicy::Keep | OptStatePolicy::Copy => {}
+    }
+    let ids: HashSet<_> = grown.model.param_ids().into_iter().collect();
+    opt.retain(&ids);
+    Ok(grown.model)
+}
+
+/// Each parameter's group, and the LR multiplier of every parameter in a block that a growth
+/// so far added with an `lr_mult` other than 1. Derived from the model and the recipe alone, so
+/// a resumed run gets the same rates as one that never stopped.
+pub fn param_rules<B: Backend>(model: &Gpt2<B>, spec: &RunSpec) -> ParamRules {
+    // Growths strictly deepen the model: the ones done are those it is already as deep as.
+    let n = spec
+        .growths
+        .iter()
+        .take_while(|g| g.to_depth <= model.depth())
+        .count();
+    let done = &spec.growths[..n];
+    let origins = block_origins(spec.start_depth, done);
+    let lr_mults = model
+        .block_param_ids()
+        .into_iter()
+        .zip(origins)
+        .filter_map(|(ids, o)| Some((ids, done[o?].lr_mult)))
+        .filter(|&(_, m)| m != 1.0)
+        .flat_map(|(ids, m)| ids.into_iter().map(move |id| (id, m)))
+        .collect();
+    ParamRules {
+        groups: model.param_groups(),
+        lr_mults,
+    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub fn out_std(std: f64, depth: usize) -> f64 {
 /// [`Block::from_params`] and [`Block::params`] are generated from this one list, so they
 /// cannot disagree on the order that names, checkpoints and copies rely on.
 macro_rules! block_params {
-    ($d:ident, $hidden:ident; $($field:ident: $name:literal [$rows:expr, $cols:expr] $role:ident,)*) => {
+    ($d:ident, $hidden:ident; $($field:ident: $name:literal => $hf:literal [$rows:expr, $cols:expr] $role:ident,)*) => {
         /// One pre-LN transformer block.
         #[derive(Module, Debug)]
         pub struct Block<B: Backend> {
@@ -85,6 +85,10 @@ macro_rules! block_params {
         pub fn block_layout($d: usize, $hidden: usize) -> [(&'static str, [usize; 2], Role); BLOCK_PARAMS] {
             [$(($name, [$rows, $cols], Role::$role)),*]
         }
+
+        /// Each block parameter's name and its name in transformers' GPT-2 (`transformer.h.N.`
+        /// + it), in [`block_layout`] order.
+        pub const BLOCK_HF_NAMES: [(&str, &str); BLOCK_PARAMS] = [$(($name, $hf)),*];
 
         impl<B: Backend> Block<B> {
             /// Builds a block from its parameters in [`block_layout`] order.
@@ -102,18 +106,18 @@ macro_rules! block_params {
 }
 
 block_params! { d, hidden;
-    ln1_g:  "ln1.weight"      [1, d]          LnGain,
-    ln1_b:  "ln1.bias"        [1, d]          LnBias,
-    qkv_w:  "attn.qkv.weight" [d, 3 * d]      Weight,
-    qkv_b:  "attn.qkv.bias"   [1, 3 * d]      Bias,
-    out_w:  "attn.out.weight" [d, d]          OutWeight,
-    out_b:  "attn.out.bias"   [1, d]          OutBias,
-    ln2_g:  "ln2.weight"      [1, d]          LnGain,
-    ln2_b:  "ln2.bias"        [1, d]          LnBias,
-    fc_w:   "mlp.fc.weight"   [d, hidden]     Weight,
-    fc_b:   "mlp.fc.bias"     [1, hidden]     Bias,
-    proj_w: "mlp.proj.weight" [hidden, d]     OutWeight,
-    proj_b: "mlp.proj.bias"   [1, d]          OutBias,
+    ln1_g:  "ln1.weight"      => "ln_1.weight"        [1, d]          LnGain,
+    ln1_b:  "ln1.bias"        => "ln_1.bias"          [1, d]          LnBias,
+    qkv_w:  "attn.qkv.weight" => "attn.c_attn.weight" [d, 3 * d]      Weight,
+    qkv_b:  "attn.qkv.bias"   => "attn.c_attn.bias"   [1, 3 * d]      Bias,
+    out_w:  "attn.out.weight" => "attn.c_proj.weight" [d, d]          OutWeight,
+    out_b:  "attn.out.bias"   => "attn.c_proj.bias"   [1, d]          OutBias,
+    ln2_g:  "ln2.weight"      => "ln_2.weight"        [1, d]          LnGain,
+    ln2_b:  "ln2.bias"        => "ln_2.bias"          [1, d]          LnBias,
+    fc_w:   "mlp.fc.weight"   => "mlp.c_fc.weight"    [d, hidden]     Weight,
+    fc_b:   "mlp.fc.bias"     => "mlp.c_fc.bias"      [1, hidden]     Bias,
+    proj_w: "mlp.proj.weight" => "mlp.c_proj.weight"  [hidden, d]     OutWeight,
+    proj_b: "mlp.proj.bias"   => "mlp.c_proj.bias"    [1, d]          OutBias,
 }
 
 impl<B: Backend> Block<B> {

@@ -33,7 +33,7 @@ use burn_collective::CollectiveConfig;
 
 pub use peer::{Peer, model_digest};
 
-use crate::exec::device::DeviceChoice;
+use crate::exec::device::{DeviceChoice, Kind};
 use crate::exec::error::{ErrorKind, ExecError};
 
 /// The peers of a data-parallel run, as seen from this node.
@@ -97,7 +97,7 @@ impl Topology {
 /// `cuda:0,cuda:1` or `wgpu:0,wgpu:1` (one peer per device).
 pub fn parse_devices(s: &str) -> Result<Vec<DeviceChoice>, String> {
     let s = s.trim().to_ascii_lowercase();
-    if let Some(n) = s.strip_prefix("cpu:") {
+    if let Some(n) = s.strip_prefix(&format!("{}:", Kind::Cpu.name())) {
         return match n.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(vec![DeviceChoice::Cpu; n]),
             _ => Err(format!(

@@ -29,7 +29,7 @@ use std::sync::Arc;
 pub use batch::{Batch, BatchCursor, validation_batches};
 pub use shards::{LLMC_HEADER_BYTES, LLMC_MAGIC_U16, LLMC_MAGIC_U32, ShardSet};
 pub use text::{
-    CacheOutcome, content_hash, decode_tokens, default_cache_dirs, encode_text,
+    CacheOutcome, content_hash, decode_lossy, decode_tokens, default_cache_dirs, encode_text,
     load_corpus_with_cache,
 };
 

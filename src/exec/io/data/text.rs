@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use super::{Corpus, DATA_HELP, write_atomic};
 use crate::exec::error::{ErrorKind, ExecError};
+use crate::exec::io::hf_tokenizer::gpt2_token_bytes;
 use crate::plan::spec::{DataSpec, Tokenizer};
 
 // ---------------------------------------------------------------------------------------------
@@ -52,6 +53,20 @@ pub fn decode_tokens(tokenizer: Tokenizer, tokens: &[u32]) -> Result<String, Exe
             ExecError::new(ErrorKind::Data, format!("cannot decode GPT-2 tokens: {e}"))
         }),
     }
+}
+
+/// Text of `ids` (invalid UTF-8, e.g. half a character, becomes U+FFFD).
+pub fn decode_lossy(tokenizer: Tokenizer, ids: &[u32]) -> Result<String, ExecError> {
+    let bytes: Vec<u8> = match tokenizer {
+        Tokenizer::Bytes => ids.iter().map(|&t| t.min(255) as u8).collect(),
+        Tokenizer::Gpt2 => {
+            let table = gpt2_token_bytes()?;
+            ids.iter()
+                .flat_map(|&t| table.get(t as usize).cloned().unwrap_or_default())
+                .collect()
+        }
+    };
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Places where the text can be cut without changing the GPT-2 tokens: between an ASCII letter

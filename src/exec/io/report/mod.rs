@@ -38,6 +38,7 @@ use crate::exec::error::ExecError;
 use crate::exec::io::data::write_atomic;
 use crate::exec::io::metrics::{MetricRow, Summary, read_metrics};
 use crate::exec::io::plot::{Figure, Series, plot_figure};
+use crate::exec::io::run_dir::{ExperimentDir, RunDir};
 use crate::plan::flops::Flops;
 use crate::plan::ir::{Plan, Replica, Sharing};
 use crate::plan::render::human;
@@ -53,10 +54,10 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    pub fn read(dir: &Path) -> Result<RunResult, ExecError> {
+    pub fn read(dir: &RunDir) -> Result<RunResult, ExecError> {
         Ok(RunResult {
-            summary: Summary::read(&dir.join("summary.json"))?,
-            rows: read_metrics(&dir.join("metrics.jsonl"))?,
+            summary: dir.read_summary()?,
+            rows: read_metrics(&dir.metrics_file())?,
         })
     }
 
@@ -563,16 +564,17 @@ fn plots(dir: &Path, r: &ExperimentReport, results: &[RunResult]) -> Result<(), 
 /// Reads every run directory `dir/<run>` of `plan`, builds the report, and writes
 /// `report.md`, `report.json` and the plots into `dir`.
 pub fn write_report(dir: &Path, plan: &Plan) -> Result<ExperimentReport, ExecError> {
+    let exp = ExperimentDir::new(dir);
     let results = plan
         .runs
         .iter()
-        .map(|rp| RunResult::read(&dir.join(&rp.spec.name)))
+        .map(|rp| RunResult::read(&exp.run(&rp.spec.name)))
         .collect::<Result<Vec<_>, _>>()?;
     let report = build_report(plan, &results)?;
-    let md = dir.join("report.md");
+    let md = exp.report_md();
     write_atomic(&md, to_markdown(&report).as_bytes())
         .map_err(|e| ExecError::io("write", &md, e))?;
-    let json = dir.join("report.json");
+    let json = exp.report_json();
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     write_atomic(&json, text.as_bytes()).map_err(|e| ExecError::io("write", &json, e))?;
     plots(dir, &report, &results)?;
@@ -649,6 +651,7 @@ mod tests {
                 run: rp.spec.name.clone(),
                 device: "cpu".into(),
                 precision: Default::default(),
+                precision_note: None,
                 final_train_loss: final_val,
                 final_val_loss: final_val,
                 total_steps: rp.spec.total_steps,

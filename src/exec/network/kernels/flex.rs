@@ -11,9 +11,12 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
 
+use burn::tensor::ops::{FloatTensor, IntTensor};
+
 use super::{
-    AdamWStep, AttnShape, adamw as adamw_kernel, attention, compose, embed as embed_kernel,
-    gelu as gelu_kernel, head as head_kernel, layer_norm, linear as linear_kernel,
+    AdamWStep, AttnShape, Kernels, adamw as adamw_kernel, attention, compose,
+    embed as embed_kernel, gelu as gelu_kernel, head as head_kernel, layer_norm,
+    linear as linear_kernel,
 };
 
 type T = FlexTensor;
@@ -216,4 +219,103 @@ pub fn adamw(p: T, g: T, m: T, v: T, h: AdamWStep) -> (T, T, T) {
         h,
     );
     (p, m, v)
+}
+
+impl Kernels for Flex {
+    fn attention_forward(
+        qkv: FloatTensor<Self>,
+        s: AttnShape,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        attention_forward(qkv, s)
+    }
+    fn attention_backward(
+        qkv: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        dout: FloatTensor<Self>,
+        s: AttnShape,
+    ) -> FloatTensor<Self> {
+        attention_backward(qkv, out, lse, dout, s)
+    }
+    fn layer_norm_forward(
+        x: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        layer_norm_forward(x, g, b)
+    }
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        layer_norm_backward(x, g, stats, dy)
+    }
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        gelu(x)
+    }
+    fn gelu_erf_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        gelu_backward(x, dy)
+    }
+    fn linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        linear(x, w, b, None)
+    }
+    fn linear_residual(
+        r: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        s: f64,
+    ) -> FloatTensor<Self> {
+        linear(x, w, b, Some((r, s)))
+    }
+    fn linear_backward(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        s: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        linear_backward(x, w, dy, s)
+    }
+    fn embed(
+        wte: FloatTensor<Self>,
+        wpe: FloatTensor<Self>,
+        tokens: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        embed(wte, wpe, tokens)
+    }
+    fn embed_backward(
+        tokens: IntTensor<Self>,
+        dx: FloatTensor<Self>,
+        vocab: usize,
+        context: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        embed_backward(tokens, dx, vocab, context)
+    }
+    fn head_ce_pass(
+        h: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        chunk_rows: usize,
+        grads: bool,
+    ) -> (
+        FloatTensor<Self>,
+        Option<(FloatTensor<Self>, FloatTensor<Self>)>,
+    ) {
+        head_ce_pass(h, w, targets, chunk_rows, grads)
+    }
+    fn adamw(
+        p: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        h: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        adamw(p, g, m, v, h)
+    }
 }

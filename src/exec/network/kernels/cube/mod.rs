@@ -52,7 +52,7 @@ fn f32s<R: CubeRuntime, const N: usize>(ts: &[CubeTensor<R>; N]) -> Option<[Cube
 /// the process and the reason is returned, for the caller to warn with.
 pub fn self_check<B: Kernels>(device: &B::Device) -> Result<(), String> {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check::<B>(device)))
-        .unwrap_or_else(|p| Err(crate::exec::device::panic_message(p.as_ref())));
+        .unwrap_or_else(|p| Err(crate::exec::error::panic_message(p.as_ref())));
     if result.is_err() {
         OFF.store(true, Ordering::Relaxed);
     }
@@ -202,6 +202,11 @@ mod tests {
 
     fn device() -> Option<WgpuDevice> {
         let d = crate::exec::device::first_wgpu_device();
+        assert!(
+            d.is_some() || std::env::var_os("PROGC_REQUIRE_WGPU").is_none(),
+            "PROGC_REQUIRE_WGPU is set but there is no wgpu adapter: the CubeCL kernels would \
+             go untested (install mesa-vulkan-drivers)"
+        );
         if d.is_none() {
             // Not captured by the test harness: a skip is visible in the test output.
             let _ = writeln!(

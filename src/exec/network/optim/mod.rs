@@ -1,15 +1,17 @@
-//! Optimizers: our own AdamW and Muon(+AdamW) driver over burn modules.
+//! Optimizers: our own driver over burn modules, with one file per optimizer ([`adamw`],
+//! [`muon`]), each an implementation of [`Method`].
 //!
 //! We do not use burn's `OptimizerAdaptor` because progc must own every parameter's state: at a
 //! depth growth it keeps, resets or copies moments per parameter, and a resumed run must be
 //! bit-identical to one that never stopped.
 //!
 //! Invariants:
-//! - State is keyed by `ParamId` and lives on `B::InnerBackend`, flattened to rank 1 together
-//!   with the parameter's shape. A state whose shape no longer matches its parameter is dropped
-//!   and restarted (never a panic).
+//! - State is keyed by `ParamId` and lives on `B::InnerBackend`: a step counter and the named
+//!   slots the method keeps for that parameter ([`Method::slots`]: `m, v` for AdamW, `m` for
+//!   Muon's matrices), each flattened to rank 1, with the parameter's shape. A state whose shape
+//!   or slots no longer match its parameter is dropped and restarted (never a panic).
 //! - Every parameter has its own step counter, so parameters created at a growth get their own
-//!   AdamW bias correction.
+//!   bias correction.
 //! - A parameter without a gradient is returned untouched and gets no state.
 //! - `step` is deterministic given (state, params, grads, lr): `save` -> `load` resumes exactly.
 //! - Host syncs in `step`: none, except one scalar read of the global gradient norm when
@@ -17,8 +19,15 @@
 //! - What a step knows of each parameter beyond its tensor, its group and an extra LR
 //!   multiplier (a growth's `lr_mult`), comes in one [`ParamRules`] per step and is not saved:
 //!   the training loop derives it from the model and the recipe.
-//! - Muon's scale `sqrt(max(1, fan_out / fan_in))` assumes burn's `Linear` layout, where a
-//!   weight is `[fan_in, fan_out]` (rows = inputs); see [`muon_scale`].
+//!
+//! A new optimizer is a file here implementing [`Method`], an arm in [`Methods`], and its
+//! `OptimizerSpec` variant with the checker's arm in the front end; checkpoints store its slots
+//! as `optim/<ParamId>/<slot>` with no change to their format.
+
+mod adamw;
+mod muon;
+
+pub use muon::{muon_scale, newton_schulz};
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,8 +38,8 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::exec::error::{ErrorKind, ExecError};
-use crate::exec::network::kernels::{AdamWStep, Kernels, TrainBackend, float, prim};
-use crate::plan::spec::{AdamWSpec, LrMultipliers, MuonSpec, OptimizerSpec};
+use crate::exec::network::kernels::{Kernels, TrainBackend};
+use crate::plan::spec::OptimizerSpec;
 
 /// Which parameter group a tensor belongs to; decides weight decay, Muon vs AdamW, and the
 /// per-group LR multiplier.
@@ -46,39 +55,124 @@ pub enum ParamGroup {
     Bias,
 }
 
-/// Quintic Newton-Schulz coefficients (Keller Jordan's Muon).
-const NS_COEFFS: (f64, f64, f64) = (3.4445, -4.7750, 2.0315);
+impl ParamGroup {
+    pub const ALL: [ParamGroup; 4] = [
+        ParamGroup::Embed,
+        ParamGroup::Hidden,
+        ParamGroup::Norm,
+        ParamGroup::Bias,
+    ];
+}
+
 /// Added to the global norm before dividing, as in the clipping rule `c / (norm + 1e-6)`.
 const CLIP_EPS: f64 = 1e-6;
-/// Added to the Frobenius norm before Newton-Schulz normalization.
-const NS_EPS: f64 = 1e-7;
+
+/// What one update of one parameter is given besides its tensors.
+#[derive(Clone, Copy, Debug)]
+pub struct Update<'a> {
+    /// The scheduled learning rate of the main group (peak x schedule factor).
+    pub lr: f64,
+    /// The group's multiplier times the growth's (`lr_mult`) for this parameter.
+    pub mult: f64,
+    pub group: ParamGroup,
+    /// The parameter's shape (the tensors are flattened).
+    pub dims: &'a [usize],
+    /// This update's number for this parameter, from 1.
+    pub step: u64,
+}
+
+/// One optimizer: the state it keeps per parameter and how it updates one.
+pub trait Method {
+    /// Its name in the language (`adamw`), recorded in checkpoints.
+    fn name(&self) -> &'static str;
+    /// The global gradient-norm bound, if any: every gradient is scaled by it before `update`.
+    fn clip(&self) -> Option<f64>;
+    /// The LR multiplier of a parameter group.
+    fn group_mult(&self, group: ParamGroup) -> f64;
+    /// The names of the state slots of a parameter of `group` with `rank` dimensions, each
+    /// the parameter's size, zero before its first update.
+    fn slots(&self, group: ParamGroup, rank: usize) -> &'static [&'static str];
+    /// One update of the flattened parameter `p` with gradient `g`; `slots` in [`Self::slots`]
+    /// order, returned updated.
+    fn update<B: Kernels>(
+        &self,
+        u: &Update<'_>,
+        p: Tensor<B, 1>,
+        g: Tensor<B, 1>,
+        slots: Vec<Tensor<B, 1>>,
+    ) -> (Tensor<B, 1>, Vec<Tensor<B, 1>>);
+}
+
+/// Every optimizer progc has, chosen from the recipe's spec.
+#[derive(Clone, Copy, Debug)]
+enum Methods {
+    Adamw(adamw::AdamW),
+    Muon(muon::Muon),
+}
+
+impl Methods {
+    fn of(spec: &OptimizerSpec) -> Methods {
+        match *spec {
+            OptimizerSpec::Adamw(a) => Methods::Adamw(adamw::AdamW(a)),
+            OptimizerSpec::Muon(m) => Methods::Muon(muon::Muon(m)),
+        }
+    }
+}
+
+/// Forwards each call to the method the spec names.
+macro_rules! each_method {
+    ($self:expr, $m:ident => $e:expr) => {
+        match $self {
+            Methods::Adamw($m) => $e,
+            Methods::Muon($m) => $e,
+        }
+    };
+}
+
+impl Method for Methods {
+    fn name(&self) -> &'static str {
+        each_method!(self, m => m.name())
+    }
+    fn clip(&self) -> Option<f64> {
+        each_method!(self, m => m.clip())
+    }
+    fn group_mult(&self, group: ParamGroup) -> f64 {
+        each_method!(self, m => m.group_mult(group))
+    }
+    fn slots(&self, group: ParamGroup, rank: usize) -> &'static [&'static str] {
+        each_method!(self, m => m.slots(group, rank))
+    }
+    fn update<B: Kernels>(
+        &self,
+        u: &Update<'_>,
+        p: Tensor<B, 1>,
+        g: Tensor<B, 1>,
+        slots: Vec<Tensor<B, 1>>,
+    ) -> (Tensor<B, 1>, Vec<Tensor<B, 1>>) {
+        each_method!(self, m => m.update(u, p, g, slots))
+    }
+}
 
 /// One parameter's state, for tests and checks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamStateView {
     /// Updates applied to this parameter so far.
     pub step: u64,
-    /// First moment (AdamW) or momentum buffer (Muon), flattened row-major.
-    pub m: Vec<f32>,
-    /// Second moment (AdamW); `None` for Muon-updated matrices.
-    pub v: Option<Vec<f32>>,
+    /// Each slot's values, flattened row-major, in the method's order.
+    pub slots: Vec<(String, Vec<f32>)>,
 }
 
-/// Which optimizer a saved state belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OptimizerKind {
-    Adamw,
-    Muon,
-}
-
-impl OptimizerKind {
-    fn of(spec: &OptimizerSpec) -> Self {
-        match spec {
-            OptimizerSpec::Adamw(_) => OptimizerKind::Adamw,
-            OptimizerSpec::Muon(_) => OptimizerKind::Muon,
-        }
+impl ParamStateView {
+    pub fn slot(&self, name: &str) -> Option<&Vec<f32>> {
+        self.slots.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
+}
+
+/// One slot of a parameter's saved state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedSlot {
+    pub name: String,
+    pub data: Vec<f32>,
 }
 
 /// One parameter's saved state; `id` is `ParamId::val()`.
@@ -87,16 +181,22 @@ pub struct SavedParamState {
     pub id: u64,
     pub step: u64,
     pub shape: Vec<usize>,
-    pub m: Vec<f32>,
-    pub v: Option<Vec<f32>>,
+    pub slots: Vec<SavedSlot>,
 }
 
-/// Exact snapshot of all optimizer state, sorted by id. Checkpoints store the moments as
+impl SavedParamState {
+    pub fn slot_names(&self) -> Vec<&str> {
+        self.slots.iter().map(|s| s.name.as_str()).collect()
+    }
+}
+
+/// Exact snapshot of all optimizer state, sorted by id. Checkpoints store the slots as
 /// safetensors tensors (exact for every bit pattern) and the rest as JSON (see
 /// `exec::checkpoint`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerState {
-    pub kind: OptimizerKind,
+    /// The method's name ([`Method::name`]).
+    pub kind: String,
     pub params: Vec<SavedParamState>,
 }
 
@@ -112,9 +212,8 @@ fn corrupt(msg: impl Into<String>) -> ExecError {
 struct ParamState<B: Backend> {
     step: u64,
     shape: Vec<usize>,
-    m: Tensor<B, 1>,
-    /// Second moment; `None` for Muon matrices.
-    v: Option<Tensor<B, 1>>,
+    names: &'static [&'static str],
+    slots: Vec<Tensor<B, 1>>,
 }
 
 /// What a step applies to each parameter besides the optimizer's own settings.
@@ -136,9 +235,10 @@ impl From<HashMap<ParamId, ParamGroup>> for ParamRules {
     }
 }
 
-/// AdamW, or Muon on hidden matrices with AdamW on the rest. See the module doc.
+/// The optimizer the recipe names, over every parameter's state. See the module doc.
 pub struct Optimizer<B: TrainBackend> {
     spec: OptimizerSpec,
+    method: Methods,
     states: HashMap<ParamId, ParamState<B::InnerBackend>>,
     report_norm: bool,
 }
@@ -147,6 +247,7 @@ impl<B: TrainBackend> Optimizer<B> {
     pub fn new(spec: &OptimizerSpec) -> Self {
         Optimizer {
             spec: *spec,
+            method: Methods::of(spec),
             states: HashMap::new(),
             report_norm: false,
         }
@@ -170,22 +271,10 @@ impl<B: TrainBackend> Optimizer<B> {
         self.states.is_empty()
     }
 
-    /// The AdamW settings used for non-Muon parameters (and for clipping).
-    fn adam(&self) -> &AdamWSpec {
-        match &self.spec {
-            OptimizerSpec::Adamw(a) => a,
-            OptimizerSpec::Muon(m) => &m.adam,
-        }
-    }
-
     /// One update. `lr` is the scheduled LR of the main group (peak * schedule factor); group
-    /// multipliers (spec.lr_mult: embed / hidden / norm; biases use hidden) and `rules`'
-    /// per-parameter ones are applied inside.
+    /// multipliers and `rules`' per-parameter ones are applied inside.
     /// Returns the updated module and the global gradient L2 norm before clipping (`0.0` when
     /// neither clipping nor `set_report_norm` asks for it: that avoids a host sync).
-    ///
-    /// The clip threshold is the AdamW spec's (`muon.adam.clip` under Muon) and scales every
-    /// gradient, Muon's included.
     pub fn step<M: AutodiffModule<B>>(
         &mut self,
         model: M,
@@ -206,7 +295,7 @@ impl<B: TrainBackend> Optimizer<B> {
         lr: f64,
         rules: &ParamRules,
     ) -> (M, Option<Tensor<B::InnerBackend, 1>>) {
-        let clip = self.adam().clip;
+        let clip = self.method.clip();
         let norm = if clip.is_some() || self.report_norm {
             let mut v = NormVisitor::<B> {
                 grads: &grads,
@@ -228,10 +317,9 @@ impl<B: TrainBackend> Optimizer<B> {
             ),
             _ => None,
         };
-        let rates = Rates::new(&self.spec, lr);
         let mut mapper = UpdateMapper::<B> {
-            spec: self.spec,
-            rates,
+            method: self.method,
+            lr,
             states: &mut self.states,
             grads: &mut grads,
             scale,
@@ -251,7 +339,7 @@ impl<B: TrainBackend> Optimizer<B> {
         self.states.retain(|id, _| ids.contains(id));
     }
 
-    /// Policy `copy`: each `(new, source)` pair gives `new` a copy of `source`'s state (moments
+    /// Policy `copy`: each `(new, source)` pair gives `new` a copy of `source`'s state (slots
     /// and step counter); sources without state are skipped. Sources are read before any pair
     /// is written, so the result does not depend on the order of the pairs.
     pub fn copy_state(&mut self, pairs: &[(ParamId, ParamId)]) {
@@ -262,12 +350,16 @@ impl<B: TrainBackend> Optimizer<B> {
         self.states.extend(copies);
     }
 
-    /// Step counter and flattened moments of one parameter (reads the device).
+    /// Step counter and flattened slots of one parameter (reads the device).
     pub fn state_of(&self, id: ParamId) -> Option<ParamStateView> {
         self.states.get(&id).map(|s| ParamStateView {
             step: s.step,
-            m: to_f32s(&s.m),
-            v: s.v.as_ref().map(to_f32s),
+            slots: s
+                .names
+                .iter()
+                .zip(&s.slots)
+                .map(|(n, t)| (n.to_string(), to_f32s(t)))
+                .collect(),
         })
     }
 
@@ -280,13 +372,20 @@ impl<B: TrainBackend> Optimizer<B> {
                 id: id.val(),
                 step: s.step,
                 shape: s.shape.clone(),
-                m: to_f32s(&s.m),
-                v: s.v.as_ref().map(to_f32s),
+                slots: s
+                    .names
+                    .iter()
+                    .zip(&s.slots)
+                    .map(|(n, t)| SavedSlot {
+                        name: n.to_string(),
+                        data: to_f32s(t),
+                    })
+                    .collect(),
             })
             .collect();
         params.sort_by_key(|p| p.id);
         OptimizerState {
-            kind: OptimizerKind::of(&self.spec),
+            kind: self.method.name().to_string(),
             params,
         }
     }
@@ -297,40 +396,51 @@ impl<B: TrainBackend> Optimizer<B> {
         state: OptimizerState,
         device: &B::Device,
     ) -> Result<Self, ExecError> {
-        let want = OptimizerKind::of(spec);
+        let mut opt = Self::new(spec);
+        let want = opt.method.name();
         if state.kind != want {
             return Err(ExecError::new(
                 ErrorKind::Checkpoint,
                 format!(
-                    "the checkpoint's optimizer state is for {:?} but the recipe uses {:?}",
-                    state.kind, want
+                    "the checkpoint's optimizer state is for {} but the recipe uses {want}",
+                    state.kind
                 ),
             )
             .with_help("resume with the recipe that wrote the checkpoint, or start afresh"));
         }
-        let mut opt = Self::new(spec);
+        // Every slot list this method keeps for some parameter.
+        let lists: Vec<&'static [&'static str]> = ParamGroup::ALL
+            .iter()
+            .flat_map(|g| [1, 2].map(|rank| opt.method.slots(*g, rank)))
+            .collect();
         for p in state.params {
             let n: usize = p.shape.iter().product();
-            if p.m.len() != n || p.v.as_ref().is_some_and(|v| v.len() != n) {
+            let names = p.slot_names();
+            let Some(&known) = lists.iter().find(|l| **l == names.as_slice()) else {
                 return Err(corrupt(format!(
-                    "optimizer state of parameter {} has {} values for shape {:?}",
-                    p.id,
-                    p.m.len(),
-                    p.shape
-                )));
-            }
-            if want == OptimizerKind::Adamw && p.v.is_none() {
-                return Err(corrupt(format!(
-                    "AdamW state of parameter {} lacks its second moment",
+                    "{want} state of parameter {} has slots {names:?}, not one of {lists:?}",
                     p.id
+                )));
+            };
+            if let Some(s) = p.slots.iter().find(|s| s.data.len() != n) {
+                return Err(corrupt(format!(
+                    "optimizer state `{}` of parameter {} has {} values for shape {:?}",
+                    s.name,
+                    p.id,
+                    s.data.len(),
+                    p.shape
                 )));
             }
             let id = ParamId::from(p.id);
             let st = ParamState {
                 step: p.step,
                 shape: p.shape,
-                m: from_f32s::<B::InnerBackend>(p.m, device),
-                v: p.v.map(|v| from_f32s::<B::InnerBackend>(v, device)),
+                names: known,
+                slots: p
+                    .slots
+                    .into_iter()
+                    .map(|s| from_f32s::<B::InnerBackend>(s.data, device))
+                    .collect(),
             };
             if opt.states.insert(id, st).is_some() {
                 return Err(corrupt(format!("parameter {} appears twice", p.id)));
@@ -353,45 +463,6 @@ fn from_f32s<B: Backend>(xs: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
     Tensor::from_data(TensorData::new(xs, [n]), device)
 }
 
-/// Per-group learning rates for one step.
-#[derive(Clone, Copy, Debug)]
-struct Rates {
-    /// Base LR of the AdamW-updated parameters (before group multipliers).
-    adam: f64,
-    /// LR of Muon-updated matrices (before the hidden multiplier).
-    muon: f64,
-    mult: LrMultipliers,
-}
-
-impl Rates {
-    fn new(spec: &OptimizerSpec, lr: f64) -> Self {
-        match spec {
-            OptimizerSpec::Adamw(a) => Rates {
-                adam: lr,
-                muon: 0.0,
-                mult: a.lr_mult,
-            },
-            OptimizerSpec::Muon(m) => {
-                // The AdamW side follows the same schedule: scale its peak by lr / peak.
-                let factor = if m.lr != 0.0 { lr / m.lr } else { 0.0 };
-                Rates {
-                    adam: m.adam.lr * factor,
-                    muon: lr,
-                    mult: m.adam.lr_mult,
-                }
-            }
-        }
-    }
-
-    fn mult(&self, group: ParamGroup) -> f64 {
-        match group {
-            ParamGroup::Embed => self.mult.embed,
-            ParamGroup::Hidden | ParamGroup::Bias => self.mult.hidden,
-            ParamGroup::Norm => self.mult.norm,
-        }
-    }
-}
-
 /// Sums squared gradients of the module's parameters (on the device).
 struct NormVisitor<'a, B: TrainBackend> {
     grads: &'a GradientsParams,
@@ -412,8 +483,8 @@ impl<B: TrainBackend> ModuleVisitor<B> for NormVisitor<'_, B> {
 
 /// Applies one update to every parameter that has a gradient.
 struct UpdateMapper<'a, B: TrainBackend> {
-    spec: OptimizerSpec,
-    rates: Rates,
+    method: Methods,
+    lr: f64,
     states: &'a mut HashMap<ParamId, ParamState<B::InnerBackend>>,
     grads: &'a mut GradientsParams,
     /// Global clip factor `min(1, c / (norm + eps))`, shape `[1]`.
@@ -441,40 +512,33 @@ impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         } else {
             ParamGroup::Bias
         });
-        let muon = match &self.spec {
-            OptimizerSpec::Muon(m) if group == ParamGroup::Hidden && D == 2 => Some(*m),
-            _ => None,
-        };
-        // A state whose shape or kind no longer fits (e.g. a resized parameter) restarts.
-        let prev = self
+        let names = self.method.slots(group, D);
+        // A state whose shape or slots no longer fit (e.g. a resized parameter) restarts.
+        let (step, slots) = match self
             .states
             .remove(&id)
-            .filter(|s| s.shape == dims && s.v.is_some() == muon.is_none());
-        let p = p.reshape([n]);
-        let mult = self.rates.mult(group) * self.rules.lr_mults.get(&id).copied().unwrap_or(1.0);
-        let (p, state) = match muon {
-            Some(m) => muon_update(
-                &m,
-                self.rates.muon * mult,
-                [dims[0], dims[dims.len() - 1]],
-                p,
-                g,
-                prev,
-            ),
-            None => {
-                let adam = match &self.spec {
-                    OptimizerSpec::Adamw(a) => *a,
-                    OptimizerSpec::Muon(m) => m.adam,
-                };
-                let decay = matches!(group, ParamGroup::Embed | ParamGroup::Hidden);
-                adamw_update(&adam, self.rates.adam * mult, decay, p, g, prev)
-            }
+            .filter(|s| s.shape == dims && s.names == names)
+        {
+            Some(s) => (s.step + 1, s.slots),
+            None => (1, names.iter().map(|_| g.zeros_like()).collect()),
         };
+        let mult =
+            self.method.group_mult(group) * self.rules.lr_mults.get(&id).copied().unwrap_or(1.0);
+        let u = Update {
+            lr: self.lr,
+            mult,
+            group,
+            dims: &dims,
+            step,
+        };
+        let (p, slots) = self.method.update(&u, p.reshape([n]), g, slots);
         self.states.insert(
             id,
             ParamState {
+                step,
                 shape: dims.to_vec(),
-                ..state
+                names,
+                slots,
             },
         );
         let mut t = Tensor::from_inner(p.reshape(dims));
@@ -485,118 +549,14 @@ impl<B: TrainBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
     }
 }
 
-/// Decoupled-decay AdamW on a flattened parameter; bias correction uses the per-parameter step.
-/// One fused pass per parameter ([`Kernels::adamw`]).
-fn adamw_update<B: Kernels>(
-    a: &AdamWSpec,
-    lr: f64,
-    decay: bool,
-    p: Tensor<B, 1>,
-    g: Tensor<B, 1>,
-    prev: Option<ParamState<B>>,
-) -> (Tensor<B, 1>, ParamState<B>) {
-    let (step, m, v) = match prev {
-        Some(ParamState {
-            step,
-            m,
-            v: Some(v),
-            ..
-        }) => (step + 1, m, v),
-        _ => (1, g.zeros_like(), g.zeros_like()),
-    };
-    let h = AdamWStep {
-        lr,
-        beta1: a.beta1,
-        beta2: a.beta2,
-        eps: a.eps,
-        decay: if decay { lr * a.weight_decay } else { 0.0 },
-        bc1: 1.0 - a.beta1.powf(step as f64),
-        bc2: 1.0 - a.beta2.powf(step as f64),
-    };
-    let (p, m, v) = B::adamw(prim(p), prim(g), prim(m), prim(v), h);
-    (
-        float(p),
-        ParamState {
-            step,
-            shape: Vec::new(),
-            m: float(m),
-            v: Some(float(v)),
-        },
-    )
-}
-
-/// Muon on a flattened `[rows, cols]` matrix: EMA momentum (nesterov optional), Newton-Schulz
-/// orthogonalization, shape scale, decoupled decay.
-fn muon_update<B: Backend>(
-    mu: &MuonSpec,
-    lr: f64,
-    [rows, cols]: [usize; 2],
-    p: Tensor<B, 1>,
-    g: Tensor<B, 1>,
-    prev: Option<ParamState<B>>,
-) -> (Tensor<B, 1>, ParamState<B>) {
-    let (step, m) = match prev {
-        Some(ParamState {
-            step, m, v: None, ..
-        }) => (step + 1, m),
-        _ => (1, g.zeros_like()),
-    };
-    let beta = mu.momentum;
-    let m = m.mul_scalar(beta) + g.clone().mul_scalar(1.0 - beta);
-    let u = if mu.nesterov {
-        g.mul_scalar(1.0 - beta) + m.clone().mul_scalar(beta)
-    } else {
-        m.clone()
-    };
-    let o = newton_schulz(u.reshape([rows, cols]), mu.ns_steps).reshape([rows * cols]);
-    let p = if mu.weight_decay != 0.0 {
-        p.mul_scalar(1.0 - lr * mu.weight_decay)
-    } else {
-        p
-    };
-    let p = p - o.mul_scalar(lr * muon_scale(rows, cols));
-    (
-        p,
-        ParamState {
-            step,
-            shape: Vec::new(),
-            m,
-            v: None,
-        },
-    )
-}
-
-/// Muon's shape factor `sqrt(max(1, fan_out / fan_in))` for a weight stored as burn's `Linear`
-/// does it: `[fan_in, fan_out]` = `[rows, cols]` (PyTorch's `[out, in]` transposed).
-pub fn muon_scale(rows: usize, cols: usize) -> f64 {
-    (cols as f64 / rows as f64).max(1.0).sqrt()
-}
-
-/// Approximate orthogonalization `G -> U V^T` by `steps` quintic Newton-Schulz iterations on
-/// `G / ||G||_F` (computed on the short side). Singular values land near 1 (about 0.7..1.2),
-/// not exactly on it: the coefficients trade accuracy for speed.
-pub fn newton_schulz<B: Backend>(g: Tensor<B, 2>, steps: usize) -> Tensor<B, 2> {
-    let (a, b, c) = NS_COEFFS;
-    let [rows, cols] = g.dims();
-    let tall = rows > cols;
-    let x = if tall { g.transpose() } else { g };
-    let shape = x.dims();
-    let norm = x.clone().square().sum().sqrt().add_scalar(NS_EPS);
-    let mut x = x / norm.reshape([1, 1]).expand(shape);
-    for _ in 0..steps {
-        let gram = x.clone().matmul(x.clone().transpose());
-        let poly = gram.clone().mul_scalar(b) + gram.clone().matmul(gram).mul_scalar(c);
-        x = x.clone().mul_scalar(a) + poly.matmul(x);
-    }
-    if tall { x.transpose() } else { x }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::module::Module;
     use burn::nn::{Linear, LinearConfig};
+
+    use crate::plan::spec::{AdamWSpec, LrMultipliers, MuonSpec};
 
     type TB = Autodiff<Flex>;
 
@@ -737,8 +697,8 @@ mod tests {
         close(&vals(model.g.val()), &pg, 1e-5);
         let sw = opt.state_of(model.w.id).unwrap();
         assert_eq!(sw.step, 2);
-        close(&sw.m, &mw, 1e-6);
-        close(sw.v.as_ref().unwrap(), &vw, 1e-7);
+        close(sw.slot("m").unwrap(), &mw, 1e-6);
+        close(sw.slot("v").unwrap(), &vw, 1e-7);
         assert!(model.w.val().is_require_grad() && model.g.val().is_require_grad());
     }
 
@@ -770,10 +730,10 @@ mod tests {
         let (model, norm) = opt.step(model.clone(), toy_grads(&model, x, Some(y)), 0.1, &groups);
         assert!((norm - want_norm).abs() < 1e-4, "norm {norm}");
         let s = 1.3 / (13.0 + 1e-6);
-        let m = opt.state_of(model.g.id).unwrap().m;
+        let m = opt.state_of(model.g.id).unwrap().slot("m").unwrap().clone();
         close(&m, &[0.1 * 12.0 * s, 0.0], 1e-6);
         close(
-            &opt.state_of(model.w.id).unwrap().m,
+            opt.state_of(model.w.id).unwrap().slot("m").unwrap(),
             &[0.3 * s, 0.0, 0.0, 0.4 * s],
             1e-6,
         );
@@ -782,14 +742,22 @@ mod tests {
         let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam(0.1, 0.0, Some(100.0))));
         let (_, norm) = opt.step(model.clone(), toy_grads(&model, x, Some(y)), 0.1, &groups);
         assert!((norm - want_norm).abs() < 1e-4);
-        close(&opt.state_of(model.g.id).unwrap().m, &[1.2, 0.0], 1e-6);
+        close(
+            opt.state_of(model.g.id).unwrap().slot("m").unwrap(),
+            &[1.2, 0.0],
+            1e-6,
+        );
 
         // Without a clip the norm is only computed on request.
         let mut opt = Optimizer::<TB>::new(&OptimizerSpec::Adamw(adam(0.1, 0.0, None)));
         opt.set_report_norm(true);
         let (_, norm) = opt.step(model.clone(), toy_grads(&model, x, Some(y)), 0.1, &groups);
         assert!((norm - want_norm).abs() < 1e-4);
-        close(&opt.state_of(model.g.id).unwrap().m, &[1.2, 0.0], 1e-6);
+        close(
+            opt.state_of(model.g.id).unwrap().slot("m").unwrap(),
+            &[1.2, 0.0],
+            1e-6,
+        );
     }
 
     #[test]
@@ -891,7 +859,11 @@ mod tests {
             // Muon updates the weight matrix (no second moment); AdamW keeps one everywhere.
             let is_muon = matches!(spec, OptimizerSpec::Muon(_));
             assert_eq!(
-                saved.params.iter().filter(|p| p.v.is_none()).count(),
+                saved
+                    .params
+                    .iter()
+                    .filter(|p| p.slot_names() == ["m"])
+                    .count(),
                 is_muon as usize
             );
             let json = serde_json::to_string(&saved).unwrap();
@@ -918,10 +890,10 @@ mod tests {
             .unwrap();
         assert_eq!(err.kind, ErrorKind::Checkpoint);
         let mut bad = saved.clone();
-        bad.params[0].m.pop();
+        bad.params[0].slots[0].data.pop();
         assert!(Optimizer::<TB>::load(&spec, bad, &dev()).is_err());
         let mut bad = saved.clone();
-        bad.params[1].v = None;
+        bad.params[1].slots.pop();
         assert!(Optimizer::<TB>::load(&spec, bad, &dev()).is_err());
         let mut dup = saved.clone();
         dup.params.push(dup.params[0].clone());
@@ -1035,14 +1007,16 @@ mod tests {
         }
         assert!(prev < 0.85 * first, "{first} -> {prev}");
         let sw = opt.state_of(m.w.id).unwrap();
-        assert!(sw.v.is_none() && sw.step == 5);
-        assert!(opt.state_of(m.g.id).unwrap().v.is_some());
+        assert!(sw.slot("v").is_none() && sw.step == 5);
+        assert!(opt.state_of(m.g.id).unwrap().slot("v").is_some());
     }
 
     #[test]
     fn muon_side_adam_lr_follows_the_schedule() {
-        let r = Rates::new(&muon_spec(), 0.01);
-        assert!((r.adam - 0.0005).abs() < 1e-12 && r.muon == 0.01);
+        let OptimizerSpec::Muon(spec) = muon_spec() else {
+            unreachable!()
+        };
+        assert!((muon::Muon(spec).adam_rate(0.01) - 0.0005).abs() < 1e-12);
         assert_eq!(muon_scale(3, 12), 2.0);
         assert_eq!(muon_scale(12, 3), 1.0);
     }
