@@ -19,6 +19,7 @@ mod model;
 mod recipe;
 mod rules;
 pub mod suggest;
+mod tokenizer;
 mod value;
 
 // The language's vocabulary, for editors (completion in `lsp`).
