@@ -1,15 +1,15 @@
 //! `progc export --to hf`: a run's checkpoint as a transformers folder, with progc's own
-//! validation loss beside it.
+//! validation loss beside it, and the run's tokenizer: GPT-2's files derived from progc's own
+//! ranks, the run's tokenizer.json as it is (file and `bpe(N)` tokenizers), or a note (bytes).
 
 use std::path::{Path, PathBuf};
 
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::exec::io::checkpoint::load_run;
-use crate::exec::io::data::{Batch, encode_text, load_corpus, validation_batches};
+use crate::exec::io::data::{Batch, TextTokenizer, load_corpus, validation_batches};
 use crate::exec::io::{hf, hf_tokenizer};
 use crate::exec::jobs::train::validation_losses;
 use crate::exec::network::precision::Precision;
-use crate::plan::spec::Tokenizer;
 
 /// What `progc export` can write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,19 +70,28 @@ fn windows(val: &[Batch]) -> Vec<Vec<Vec<u32>>> {
         .collect()
 }
 
-/// A text and progc's GPT-2 ids for it, for checking another tokenizer: the first validation
-/// window's text and a fixed string with digits, punctuation, runs of spaces and non-ASCII.
-fn tokenizer_sample(val: &[Batch]) -> Result<serde_json::Value, ExecError> {
+/// A text and progc's ids for it, for checking another implementation of the tokenizer: the
+/// first validation window's text and a fixed string with digits, punctuation, runs of spaces
+/// and non-ASCII; and that window's ids and progc's decoding of them.
+fn tokenizer_sample(
+    tokenizer: &TextTokenizer,
+    val: &[Batch],
+) -> Result<serde_json::Value, ExecError> {
     let first = val
         .first()
         .map(|b| &b.inputs[..b.context])
         .unwrap_or_default();
-    let mut text = crate::exec::jobs::sample::decode_lossy(Tokenizer::Gpt2, first)?;
-    text.push_str(
-        "\n\nHello world! It's 2024: naïve café, 日本語 — ok?  Two  spaces,\ttab;\n   end ",
+    let window = tokenizer.decode_lossy(first)?;
+    let text = format!(
+        "{window}\n\nHello world! It's 2024: naïve café, 日本語 — ok?  Two  spaces,\ttab;\n   end "
     );
-    let ids = encode_text(Tokenizer::Gpt2, &text)?;
-    Ok(serde_json::json!({ "text": text, "ids": ids }))
+    let ids = tokenizer.encode(&text)?;
+    Ok(serde_json::json!({
+        "text": text,
+        "ids": ids,
+        "window_ids": first,
+        "window_text": window,
+    }))
 }
 
 /// Checks that `out` may be written (see the module invariants).
@@ -173,10 +182,11 @@ fn write_text(path: &Path, text: &str) -> Result<(), ExecError> {
     std::fs::write(path, text).map_err(|e| ExecError::io("write", path, e))
 }
 
-/// The tokenizer files for transformers (GPT-2), or a note (bytes).
-fn write_tokenizer(dir: &Path, tokenizer: Tokenizer, context: usize) -> Result<(), ExecError> {
+/// The tokenizer files for transformers: GPT-2's, the run's tokenizer.json with its
+/// configuration, or a note (bytes).
+fn write_tokenizer(dir: &Path, tokenizer: &TextTokenizer, context: usize) -> Result<(), ExecError> {
     match tokenizer {
-        Tokenizer::Gpt2 => {
+        TextTokenizer::Gpt2 => {
             let tokens = hf_tokenizer::gpt2_token_bytes()?;
             let merges = hf_tokenizer::derive_merges(&tokens)?;
             write_text(&dir.join("vocab.json"), &hf_tokenizer::vocab_json(&tokens))?;
@@ -188,7 +198,15 @@ fn write_tokenizer(dir: &Path, tokenizer: Tokenizer, context: usize) -> Result<(
             write_json(&dir.join("tokenizer_config.json"), &config)?;
             write_json(&dir.join("special_tokens_map.json"), &special)
         }
-        Tokenizer::Bytes => write_text(
+        TextTokenizer::Hf(t) => {
+            let path = dir.join("tokenizer.json");
+            std::fs::write(&path, t.json()).map_err(|e| ExecError::io("write", &path, e))?;
+            let eot = t.end_of_text().and_then(|id| t.token(id));
+            let (config, special) = hf_tokenizer::fast_tokenizer_config(context, eot.as_deref());
+            write_json(&dir.join("tokenizer_config.json"), &config)?;
+            write_json(&dir.join("special_tokens_map.json"), &special)
+        }
+        TextTokenizer::Bytes => write_text(
             &dir.join("TOKENIZER.md"),
             "# Tokenizer: bytes\n\nThis model was trained by progc on raw bytes: token id `i` \
              (0..=255) is the byte `i` of the UTF-8 text, and there are no other tokens (no \
@@ -204,11 +222,12 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
     check_out_dir(&opts.out_dir, opts.force)?;
     let run = load_run(run_dir, opts.checkpoint.as_deref())?;
     let spec = &run.plan.spec;
+    let tokenizer = TextTokenizer::for_run(run_dir, &spec.data.tokenizer)?;
     let device = Default::default();
     let model = run.model::<burn::backend::Flex>(&device)?;
     let depth = model.depth();
     let val = if opts.eval {
-        let corpus = load_corpus(&spec.data).map_err(|e| {
+        let corpus = load_corpus(&spec.data, true).map_err(|e| {
             let help = "run the export from the directory the run was started in, or pass \
                         `--no-eval` to skip progc_eval.json";
             ExecError {
@@ -216,6 +235,23 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
                 ..e
             }
         })?;
+        // A bpe(N) is trained again when its cache is gone: it must be the run's.
+        if let (Some(theirs), Some(ours)) = (&corpus.tokenizer, tokenizer.hf())
+            && theirs.json() != ours.json()
+        {
+            return Err(ExecError::new(
+                ErrorKind::Data,
+                format!(
+                    "the corpus {} now gives another tokenizer than the run's {}",
+                    corpus.source.display(),
+                    run_dir.join(crate::exec::io::data::RUN_TOKENIZER).display()
+                ),
+            )
+            .with_help(
+                "the corpus has changed since the run; pass `--no-eval` to export without \
+                        progc_eval.json",
+            ));
+        }
         let batches = validation_batches(&corpus, spec.batch, spec.eval_batches);
         let losses = validation_losses(&model, &batches, &device, Precision::F32);
         let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
@@ -229,9 +265,9 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
         hf::write_safetensors(&dir.join("model.safetensors"), &tensors)?;
         write_json(
             &dir.join("config.json"),
-            &hf::hf_config(&spec.model, depth, spec.data.tokenizer),
+            &hf::hf_config(&spec.model, depth, &spec.data.tokenizer),
         )?;
-        write_tokenizer(dir, spec.data.tokenizer, spec.model.context)?;
+        write_tokenizer(dir, &tokenizer, spec.model.context)?;
         let provenance = serde_json::json!({
             "run": spec.name,
             "run_dir": run_dir.display().to_string(),
@@ -239,7 +275,7 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
             "step": run.checkpoint.step,
             "depth": depth,
             "run_hash": run.checkpoint.run_hash,
-            "tokenizer": spec.data.tokenizer.name(),
+            "tokenizer": spec.data.tokenizer.to_string(),
             "residual": spec.model.residual,
             "residual_scale_folded": model.residual_scale(),
         });
@@ -257,8 +293,8 @@ pub fn export(run_dir: &Path, opts: &ExportOptions) -> Result<ExportReport, Exec
                 "batches": windows(batches),
             });
             let mut eval = eval;
-            if spec.data.tokenizer == Tokenizer::Gpt2 {
-                eval["tokenizer_sample"] = tokenizer_sample(batches)?;
+            if !matches!(tokenizer, TextTokenizer::Bytes) {
+                eval["tokenizer_sample"] = tokenizer_sample(&tokenizer, batches)?;
             }
             write_json(&dir.join("progc_eval.json"), &eval)?;
         }
@@ -279,7 +315,7 @@ mod tests {
     use crate::exec::jobs::train::validation_loss;
     use crate::exec::network::model::tests::tiny_spec;
     use crate::exec::network::model::{Gpt2, param_to_vec};
-    use crate::plan::spec::{ModelSpec, ResidualScaling};
+    use crate::plan::spec::{ModelSpec, ResidualScaling, Tokenizer};
     use crate::testing::scratch;
     use burn::backend::Flex;
 
@@ -321,7 +357,7 @@ mod tests {
             hf::write_safetensors(&d.join("model.safetensors"), &hf::hf_tensors(&m)?)?;
             write_json(
                 &d.join("config.json"),
-                &hf::hf_config(&spec, depth, Tokenizer::Bytes),
+                &hf::hf_config(&spec, depth, &Tokenizer::Bytes),
             )
         })
         .unwrap();

@@ -20,7 +20,8 @@
 //!   before it stays as it was.
 //!
 //! Output directory: `run.json` (the `RunPlan`), `metrics.jsonl`, `summary.json`, `loss.png`,
-//! `loss.svg`, `checkpoints/latest.safetensors` and `checkpoints/step-<N>.safetensors` at segment boundaries.
+//! `loss.svg`, `checkpoints/latest.safetensors` and `checkpoints/step-<N>.safetensors` at segment
+//! boundaries, and `tokenizer.json` for a run whose tokenizer is one (a file, or `bpe(N)`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ use crate::exec::device::{BackendTask, DeviceChoice, Placed, dispatch};
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::exec::io::checkpoint::{Checkpoint, Timing, latest_path, run_hash};
 use crate::exec::io::data::{
-    Batch, BatchCursor, Corpus, load_corpus, validation_batches, write_atomic,
+    Batch, BatchCursor, Corpus, RUN_TOKENIZER, load_corpus, validation_batches, write_atomic,
 };
 use crate::exec::io::lock::{DirLock, lock_dir};
 use crate::exec::io::metrics::{MetricRow, Summary, read_metrics};
@@ -102,7 +103,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     if let Some(topo) = &opts.parallel {
         topo.check_batch(plan.spec.batch.sequences)?;
     }
-    let corpus = open_corpus(&plan.spec)?;
+    let corpus = open_corpus(&plan.spec, opts.progress)?;
     let _lock = take_lock(dir, opts.parallel.as_ref())?;
     std::fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
     let json = serde_json::to_string_pretty(plan).map_err(|e| {
@@ -113,6 +114,7 @@ pub fn run(plan: &RunPlan, opts: &RunOptions) -> Result<Summary, ExecError> {
     })?;
     let path = dir.join("run.json");
     write_atomic(&path, json.as_bytes()).map_err(|e| ExecError::io("write", &path, e))?;
+    keep_tokenizer(dir, &corpus)?;
     launch(plan, corpus, opts, None)
 }
 
@@ -157,8 +159,35 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
     if let Some(topo) = &opts.parallel {
         topo.check_batch(plan.spec.batch.sequences)?;
     }
-    let corpus = open_corpus(&plan.spec)?;
+    let corpus = open_corpus(&plan.spec, opts.progress)?;
+    keep_tokenizer(dir, &corpus)?;
     launch(&plan, corpus, opts, Some(ck))
+}
+
+/// Writes the corpus's tokenizer.json into the run directory (`sample` and `export` read it
+/// there, whatever happens to the cache or the file the recipe names); a copy already there
+/// must be the same tokenizer, or the run would continue on other tokens.
+fn keep_tokenizer(dir: &Path, corpus: &Corpus) -> Result<(), ExecError> {
+    let Some(t) = &corpus.tokenizer else {
+        return Ok(());
+    };
+    let path = dir.join(RUN_TOKENIZER);
+    match std::fs::read(&path) {
+        Ok(kept) if kept == t.json() => Ok(()),
+        Ok(_) => Err(ExecError::new(
+            ErrorKind::Data,
+            format!(
+                "{} is not the tokenizer the corpus {} now gives",
+                path.display(),
+                corpus.source.display()
+            ),
+        )
+        .with_help(
+            "the run started with the tokenizer in its directory; the tokenizer file or the \
+             corpus has changed since: restore it, or start a new run",
+        )),
+        Err(_) => write_atomic(&path, t.json()).map_err(|e| ExecError::io("write", &path, e)),
+    }
 }
 
 /// Trains on `opts.device`, or on every peer of `opts.parallel`; the summary is the leader's,
@@ -649,8 +678,9 @@ fn param_rules<B: Backend>(model: &Gpt2<B>, spec: &RunSpec) -> ParamRules {
 }
 
 /// Loads the run's corpus and checks that it fits the batch and the model's vocabulary.
-pub(crate) fn open_corpus(spec: &RunSpec) -> Result<Corpus, ExecError> {
-    let corpus = load_corpus(&spec.data)?;
+/// `progress` shows the training of a `bpe(N)` tokenizer.
+pub(crate) fn open_corpus(spec: &RunSpec, progress: bool) -> Result<Corpus, ExecError> {
+    let corpus = load_corpus(&spec.data, progress)?;
     check_corpus(&corpus, spec)?;
     Ok(corpus)
 }
