@@ -29,9 +29,10 @@ use super::value::{self, Sink};
 type Summary = Result<TokenizerFile, (String, &'static str)>;
 
 /// Files read so far: (resolved path) -> (length, modification time, what was read).
-fn memo() -> &'static Mutex<HashMap<PathBuf, (u64, Option<SystemTime>, Summary)>> {
-    static MEMO: OnceLock<Mutex<HashMap<PathBuf, (u64, Option<SystemTime>, Summary)>>> =
-        OnceLock::new();
+type Memo = HashMap<PathBuf, (u64, Option<SystemTime>, Summary)>;
+
+fn memo() -> &'static Mutex<Memo> {
+    static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
     MEMO.get_or_init(Default::default)
 }
 

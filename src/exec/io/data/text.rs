@@ -313,7 +313,7 @@ mod tests {
                 .starts_with("tiny.txt.gpt2.")
         );
         assert_eq!(
-            fs::read(&cache).unwrap().len(),
+            fs::read(cache).unwrap().len(),
             CACHE_HEADER + 2 * (c1.train.len() + c1.val.len())
         );
 
