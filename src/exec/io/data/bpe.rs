@@ -335,6 +335,33 @@ mod tests {
         assert_eq!(c.val.to_vec(), t.encode(tail).unwrap());
     }
 
+    /// Two loads of the same corpus at once (two threads, each with its own lock on the
+    /// corpus, as two processes would have): one trains, the other waits and reads the cache.
+    #[test]
+    fn concurrent_loads_train_once() {
+        let tmp = scratch("bpe-concurrent");
+        let dir = tmp.path();
+        let path = dir.join("emma.txt");
+        fs::write(&path, emma(300_000)).unwrap();
+        let s = spec(&path, 400, 0.1, 1);
+        let dirs = vec![dir.to_path_buf()];
+        let outcomes: Vec<Vec<CacheOutcome>> = std::thread::scope(|scope| {
+            let loads: Vec<_> = (0..2)
+                .map(|_| scope.spawn(|| load_corpus_with_cache(&s, &dirs, false).unwrap().1))
+                .collect();
+            loads.into_iter().map(|l| l.join().unwrap()).collect()
+        });
+        let trained = outcomes
+            .iter()
+            .filter(|o| matches!(o[0], CacheOutcome::Written(_)))
+            .count();
+        let read = outcomes
+            .iter()
+            .filter(|o| o.iter().all(|c| matches!(c, CacheOutcome::Hit(_))))
+            .count();
+        assert_eq!((trained, read), (1, 1), "{outcomes:?}");
+    }
+
     #[test]
     fn tokenizer_and_tokens_are_cached_and_reused() {
         let tmp = scratch("bpe-cache");
