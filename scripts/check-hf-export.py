@@ -12,7 +12,11 @@ Then it
      evaluation used and its loss) and fails unless it is within 1e-4 relative;
   3. for a gpt2-tokenizer export, loads AutoTokenizer from the folder and fails unless it
      encodes a few strings to GPT-2's known ids and progc's sample text (progc_eval.json's
-     tokenizer_sample, encoded by progc) to exactly progc's ids.
+     tokenizer_sample, encoded by progc) to exactly progc's ids;
+  4. for an export with a tokenizer.json (`bpe(N)` or a tokenizer file), loads AutoTokenizer
+     from the folder and fails unless it encodes progc's sample text to exactly progc's ids
+     (without special tokens, as progc encodes) and decodes progc's first validation window
+     to the text progc decodes it to (what `progc sample` prints).
 
 Needs torch and transformers (e.g. `pip install torch transformers`).
 """
@@ -93,25 +97,33 @@ def check_loss(model, folder):
     return ev
 
 
-def check_tokenizer(folder, ev):
+def check_tokenizer(folder, ev, gpt2):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(folder)
-    known = {
-        "Hello world": [15496, 995],
-        " the": [262],
-        "<|endoftext|>": [50256],
-    }
-    for text, ids in known.items():
-        got = tok.encode(text)
-        print(f"AutoTokenizer({text!r}) = {got}")
-        if got != ids:
-            sys.exit(f"FAIL: {text!r} encodes to {got}, GPT-2 gives {ids}")
+    print(f"AutoTokenizer: {type(tok).__name__}, {len(tok)} tokens")
+    if gpt2:
+        known = {
+            "Hello world": [15496, 995],
+            " the": [262],
+            "<|endoftext|>": [50256],
+        }
+        for text, ids in known.items():
+            got = tok.encode(text)
+            print(f"AutoTokenizer({text!r}) = {got}")
+            if got != ids:
+                sys.exit(f"FAIL: {text!r} encodes to {got}, GPT-2 gives {ids}")
     # progc's own ids for a text (its validation text plus a fixed string), from the export.
     sample = ev.get("tokenizer_sample")
     if not sample:
         sys.exit("FAIL: progc_eval.json has no tokenizer_sample")
-    got = tok.encode(sample["text"])
+    if not gpt2:
+        # What `progc sample` prints: progc's decoding of its ids, here of a validation window.
+        decoded = tok.decode(sample["window_ids"], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if decoded != sample["window_text"]:
+            sys.exit(f"FAIL: transformers decodes the window to {decoded[:80]!r}..., progc to {sample['window_text'][:80]!r}...")
+        print(f"tokenizer: transformers decodes progc's {len(sample['window_ids'])}-token validation window to progc's text")
+    got = tok.encode(sample["text"], add_special_tokens=False)
     print(f"tokenizer: {len(sample['ids'])} progc ids for {len(sample['text'])} chars, transformers gives {len(got)}")
     if got != sample["ids"]:
         first = next((i for i, (a, b) in enumerate(zip(got, sample["ids"])) if a != b), min(len(got), len(sample["ids"])))
@@ -138,7 +150,9 @@ def main():
     model = load_model(folder)
     ev = check_loss(model, folder)
     if os.path.exists(os.path.join(folder, "vocab.json")):
-        check_tokenizer(folder, ev)
+        check_tokenizer(folder, ev, gpt2=True)
+    elif os.path.exists(os.path.join(folder, "tokenizer.json")):
+        check_tokenizer(folder, ev, gpt2=False)
     else:
         print("tokenizer: bytes (TOKENIZER.md), nothing for AutoTokenizer to load")
     print("OK")

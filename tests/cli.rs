@@ -149,6 +149,131 @@ fn plan_formats() {
     let exp = progc(&["plan", "std/paper.prog", "--experiment", "e1"]);
     assert_eq!(exp.status.code(), Some(0), "{}", text(&exp));
     assert!(text(&exp).contains("sharing:"), "{}", text(&exp));
+    // The BPE pilot plans without its corpus (the tokenizer is trained when it runs).
+    let bpe = progc(&["plan", "std/paper.prog", "--experiment", "bpe_pilot"]);
+    assert_eq!(bpe.status.code(), Some(0), "{}", text(&bpe));
+    assert!(
+        text(&bpe).contains("4096 tokens (bpe(4096)); embeddings 541k = 31.2% of 1.73M params"),
+        "{}",
+        text(&bpe)
+    );
+}
+
+/// `progc tokenize` with a tokenizer.json, and `--train-bpe`: deterministic across processes,
+/// and every mistake a clear error.
+#[test]
+fn tokenize_trains_a_bpe_and_writes_shards_with_it() {
+    let tmp = scratch("cli-bpe");
+    let dir = tmp.path();
+    let emma = std::fs::read("data/emma.txt").expect("shipped corpus");
+    let a = dir.join("a.txt");
+    std::fs::write(&a, &emma[..80_000]).expect("a");
+    let p = |name: &str| dir.join(name).to_str().expect("path").to_string();
+    let train = |out: &str, size: &str| {
+        progc(&[
+            "tokenize",
+            &p("a.txt"),
+            "--train-bpe",
+            size,
+            "--out",
+            out,
+            "--val",
+            "10%",
+            "--no-progress",
+        ])
+    };
+    let first = train(&p("one.json"), "300");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(
+        text(&first).contains("a byte-level BPE of 300 tokens"),
+        "{}",
+        text(&first)
+    );
+    let second = train(&p("two.json"), "300");
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    let one = std::fs::read(p("one.json")).expect("one");
+    assert_eq!(
+        one,
+        std::fs::read(p("two.json")).expect("two"),
+        "deterministic"
+    );
+    // Never overwritten; sizes out of range and conflicting flags are usage errors.
+    let again = train(&p("one.json"), "300");
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+    for size in ["100", "0"] {
+        let small = train(&p("small.json"), size);
+        assert_eq!(small.status.code(), Some(2), "{}", text(&small));
+        assert!(text(&small).contains("out of range"), "{}", text(&small));
+    }
+    let both = progc(&[
+        "tokenize",
+        &p("a.txt"),
+        "--train-bpe",
+        "300",
+        "--tokenizer",
+        "gpt2",
+        "--out",
+        &p("x"),
+    ]);
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both));
+
+    // Shards with the trained tokenizer: u16, its end of text after the file.
+    let shards = progc(&[
+        "tokenize",
+        &p("a.txt"),
+        "--tokenizer",
+        &p("one.json"),
+        "--out",
+        &p("shards"),
+        "--val",
+        "10%",
+        "--no-progress",
+    ]);
+    assert_eq!(shards.status.code(), Some(0), "{}", text(&shards));
+    assert!(text(&shards).contains("u16"), "{}", text(&shards));
+    assert!(
+        text(&shards).contains(&format!("tokenizer: \"{}\"", p("one.json"))),
+        "{}",
+        text(&shards)
+    );
+    for (tokenizer, code, says) in [
+        (p("missing.json"), 2, "neither gpt2 nor bytes"),
+        ("bpe(300)".to_string(), 2, "must be trained"),
+        (p("a.txt"), 1, "cannot be used"),
+    ] {
+        let o = progc(&[
+            "tokenize",
+            &p("a.txt"),
+            "--tokenizer",
+            &tokenizer,
+            "--out",
+            &p("bad"),
+        ]);
+        assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+        assert!(
+            text(&o).contains(says) && text(&o).contains("help:"),
+            "{}",
+            text(&o)
+        );
+        assert_no_panic(&o);
+    }
+
+    // A recipe naming a tokenizer file that is not there is P0112 at the string.
+    let r = dir.join("r.prog");
+    std::fs::write(
+        &r,
+        "import \"std/paper.prog\"\ndata d = text(\"a.txt\", tokenizer: \"nope.json\")\n\
+         recipe r = tiny_base { data = d }\n",
+    )
+    .expect("recipe");
+    let check = progc(&["check", r.to_str().expect("path")]);
+    assert_eq!(check.status.code(), Some(2), "{}", text(&check));
+    assert!(
+        text(&check).contains("P0112") && text(&check).contains("nope.json"),
+        "{}",
+        text(&check)
+    );
 }
 
 #[test]

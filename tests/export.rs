@@ -213,3 +213,194 @@ fn export_writes_a_gpt2_folder_with_progcs_loss() {
         assert!(text(&o).contains("help:"), "{bad:?}: {}", text(&o));
     }
 }
+
+/// A recipe in `dir` on `data/emma.txt` (copied there, so its caches are the test's own) with
+/// the given tokenizer: 8 steps of a 2-block model grown from 1 block.
+fn tokenizer_recipe(dir: &Path, tokenizer: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("data")).expect("data dir");
+    std::fs::copy("data/emma.txt", dir.join("data/emma.txt")).expect("bundled corpus");
+    let recipe = dir.join("r.prog");
+    std::fs::write(
+        &recipe,
+        format!(
+            "import \"std/gpt2.prog\"\nrecipe r {{\n model = gpt2_tiny {{ width: 32, heads: 2, \
+             depth: 2, context: 32 }}\n data = text(\"data/emma.txt\", tokenizer: {tokenizer}, \
+             val: 10%)\n steps = 8\n batch = 2 x 32\n eval_every = 4\n eval_batches = 2\n \
+             optimizer = adamw(lr: 1e-2)\n schedule = constant(warmup: 0)\n start depth 1\n \
+             grow at 4 to depth 2 {{ init: copy(stack) }}\n}}\n"
+        ),
+    )
+    .expect("recipe");
+    recipe
+}
+
+fn train(recipe: &Path, run: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        s(recipe),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        s(run),
+    ];
+    args.extend_from_slice(extra);
+    progc(&args)
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).expect("file")).expect("json")
+}
+
+/// The issue's recipe: `text("data/emma.txt", tokenizer: bpe(512), val: 10%)` plans, trains,
+/// samples readable text and exports with its tokenizer.json, also once its cache is gone
+/// (the export's evaluation then trains the BPE again, in another process: it must be the
+/// same tokenizer, byte for byte).
+#[test]
+fn a_bpe_run_trains_samples_and_exports_its_tokenizer() {
+    let tmp = scratch("bpe-run");
+    let dir = tmp.path();
+    let recipe = tokenizer_recipe(dir, "bpe(512)");
+    let plan = progc(&["plan", s(&recipe)]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("512 tokens (bpe(512)); embeddings 17.4k = "),
+        "{}",
+        text(&plan)
+    );
+    let run = dir.join("run");
+    let out = train(&recipe, &run, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let kept = std::fs::read(run.join("tokenizer.json")).expect("the run keeps its tokenizer");
+    let caches: Vec<PathBuf> = std::fs::read_dir(dir.join("data"))
+        .expect("data dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().contains(".bpe512-val0.1-blocks1."))
+        .collect();
+    assert_eq!(
+        caches.len(),
+        3,
+        "tokenizer, train and val tokens: {caches:?}"
+    );
+    let cached = caches
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".tokenizer.json"))
+        .expect("the tokenizer cache");
+    assert_eq!(std::fs::read(cached).expect("cache"), kept);
+    let json: serde_json::Value = serde_json::from_slice(&kept).expect("tokenizer json");
+    assert_eq!(
+        json["model"]["vocab"].as_object().expect("vocab").len(),
+        512
+    );
+
+    // Sampling decodes with the run's tokenizer, with or without the cache.
+    for p in &caches {
+        std::fs::remove_file(p).expect("remove cache");
+    }
+    let sample = progc(&[
+        "sample",
+        s(&run),
+        "--prompt",
+        "Emma was",
+        "--tokens",
+        "30",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(sample.status.code(), Some(0), "{}", text(&sample));
+    let said = String::from_utf8_lossy(&sample.stdout);
+    assert!(said.starts_with("Emma was") && said.len() > 30, "{said}");
+
+    let hf = dir.join("hf");
+    let out = progc(&["export", s(&run), "--to", "hf", s(&hf)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(hf.join("tokenizer.json")).expect("exported"),
+        kept
+    );
+    let tc = read_json(&hf.join("tokenizer_config.json"));
+    assert_eq!(tc["tokenizer_class"], "PreTrainedTokenizerFast");
+    assert_eq!(tc["eos_token"], "<|endoftext|>");
+    let cfg = read_json(&hf.join("config.json"));
+    assert_eq!(
+        (cfg["vocab_size"].as_u64(), cfg["eos_token_id"].as_u64()),
+        (Some(512), Some(0))
+    );
+    let ev = read_json(&hf.join("progc_eval.json"));
+    let sample = &ev["tokenizer_sample"];
+    assert!(
+        sample["ids"].as_array().is_some_and(|a| a.len() > 20),
+        "{sample}"
+    );
+    assert!(
+        sample["window_text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{sample}"
+    );
+    assert_eq!(
+        read_json(&hf.join("progc_export.json"))["tokenizer"],
+        "bpe(512)"
+    );
+}
+
+/// A recipe with a tokenizer.json path trains and keeps the file; a run cannot continue once
+/// the file has changed under it.
+#[test]
+fn a_tokenizer_file_run_trains_and_refuses_a_changed_file() {
+    let tmp = scratch("file-run");
+    let dir = tmp.path();
+    let fixture = std::fs::read("tests/fixtures/tokenizer/emma-bpe400.json").expect("fixture");
+    std::fs::write(dir.join("tok.json"), &fixture).expect("tokenizer");
+    let recipe = tokenizer_recipe(dir, "\"tok.json\"");
+    let run = dir.join("run");
+    let out = train(&recipe, &run, &["--stop-after", "4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(run.join("tokenizer.json")).expect("kept"),
+        fixture
+    );
+    let plan = read_json(&run.join("run.json"));
+    assert_eq!(plan["spec"]["model"]["vocab"], 400);
+    assert_eq!(
+        plan["spec"]["data"]["tokenizer"]["file"]["path"],
+        "tok.json"
+    );
+
+    // The file changes: the run stops with an error instead of training on other tokens.
+    let mut json: serde_json::Value = serde_json::from_slice(&fixture).expect("json");
+    json["model"]["merges"]
+        .as_array_mut()
+        .expect("merges")
+        .truncate(10);
+    std::fs::write(
+        dir.join("tok.json"),
+        serde_json::to_vec(&json).expect("json"),
+    )
+    .expect("write");
+    let resumed = progc(&[
+        "run",
+        "--resume",
+        s(&run),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]);
+    assert_eq!(resumed.status.code(), Some(1), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("not the file the recipe was checked with"),
+        "{}",
+        text(&resumed)
+    );
+    // Sampling still works, from the run's copy.
+    let sample = progc(&["sample", s(&run), "--prompt", "Emma", "--tokens", "10"]);
+    assert_eq!(sample.status.code(), Some(0), "{}", text(&sample));
+    // And the recipe, checked again, is another recipe (the file's hash is part of it).
+    let again = train(&recipe, &dir.join("run2"), &["--stop-after", "1"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let plan2 = read_json(&dir.join("run2/run.json"));
+    assert_ne!(
+        plan2["spec"]["data"]["tokenizer"]["file"]["hash"],
+        plan["spec"]["data"]["tokenizer"]["file"]["hash"]
+    );
+}

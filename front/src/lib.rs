@@ -6,8 +6,9 @@
 //! FLOPs, serde), with `diagnostic` beside them and `lsp`, the language server, on top (feature `lsp`).
 //!
 //! Invariants:
-//! - pure: no IO beyond reading sources (and the language server's stdio); no burn, cubecl,
-//!   wgpu or tokio in this crate's dependency tree, so the boundary is the compiler's to keep;
+//! - pure: no IO beyond reading sources and the tokenizer.json files they name (and the
+//!   language server's stdio); no burn, cubecl, wgpu, tokio or `tokenizers` in this crate's
+//!   dependency tree, so the boundary is the compiler's to keep;
 //! - every user mistake is a `Diagnostic` with a code from `diagnostic::CODES`; nothing here
 //!   panics on any input (fuzzed: `fuzz/`).
 

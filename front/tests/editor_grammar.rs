@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use progc_front::check::{INIT_OPTIONS, SPLIT_OPTIONS};
+use progc_front::check::{INIT_OPTIONS, SPLIT_OPTIONS, TOKENIZER_FUNCS};
 use progc_front::plan::spec::{
     CopyLayout, DataFormat, DecayShape, OptStatePolicy, Placement, ResidualScaling, Tokenizer,
 };
@@ -55,9 +55,9 @@ fn the_editor_knows_every_keyword_of_the_grammar() {
 #[test]
 fn the_editor_knows_every_option_value() {
     let mut ours: BTreeSet<String> = ["none", "true", "false"].map(String::from).into();
-    let lists: [&[&str]; 9] = [
+    let lists: [&[&str]; 10] = [
         ResidualScaling::NAMES,
-        Tokenizer::NAMES,
+        &Tokenizer::NAMES,
         DataFormat::NAMES,
         DecayShape::NAMES,
         CopyLayout::NAMES,
@@ -65,6 +65,7 @@ fn the_editor_knows_every_option_value() {
         OptStatePolicy::NAMES,
         INIT_OPTIONS,
         SPLIT_OPTIONS,
+        TOKENIZER_FUNCS,
     ];
     for list in lists {
         ours.extend(list.iter().map(|s| s.to_string()));

@@ -169,6 +169,10 @@ impl<'p> Checker<'p> {
     }
 
     fn text(&mut self, f: &Ident, b: &Bound<'p>, name: Option<&str>) -> Option<DataSpec> {
+        let tokenizer = match b.get("tokenizer") {
+            Some(v) => self.tokenizer(v, true),
+            None => Some(Tokenizer::Gpt2),
+        };
         let d = &mut self.d;
         let path = match b.get("path") {
             Some(v) => value::string(v, d),
@@ -180,10 +184,6 @@ impl<'p> Checker<'p> {
                 );
                 None
             }
-        };
-        let tokenizer = match b.get("tokenizer") {
-            Some(v) => tokenizer(v, d),
-            None => Some(Tokenizer::Gpt2),
         };
         let val = match b.get("val") {
             Some(v) => val_fraction(v, d),
@@ -207,9 +207,14 @@ impl<'p> Checker<'p> {
         })
     }
 
-    /// `tokens(paths, val: paths | fraction, format: nanogpt | llmc, tokenizer: gpt2 | bytes)`:
-    /// pre-tokenized shards. A path may be a glob; a list of paths forms one stream in order.
+    /// `tokens(paths, val: paths | fraction, format: nanogpt | llmc, tokenizer: gpt2 | bytes |
+    /// "tokenizer.json")`: pre-tokenized shards. A path may be a glob; a list of paths forms one
+    /// stream in order.
     fn tokens(&mut self, f: &Ident, b: &Bound<'p>, name: Option<&str>) -> Option<DataSpec> {
+        let tokenizer = match b.get("tokenizer") {
+            Some(v) => self.tokenizer(v, false),
+            None => Some(Tokenizer::Gpt2),
+        };
         let d = &mut self.d;
         let train = match b.get("path") {
             Some(v) => paths(v, "path", d),
@@ -229,10 +234,6 @@ impl<'p> Checker<'p> {
             Some(v) => value::option(v, "format", &DataFormat::SHARD_NAMES, d)
                 .and_then(DataFormat::from_name),
             None => Some(DataFormat::Nanogpt),
-        };
-        let tokenizer = match b.get("tokenizer") {
-            Some(v) => tokenizer(v, d),
-            None => Some(Tokenizer::Gpt2),
         };
         // `val` is either its own file(s) or a held-out fraction of the stream's tail.
         let (val_paths, val) = match b.get("val") {
@@ -610,10 +611,6 @@ impl SchedDraft {
             }
         }
     }
-}
-
-fn tokenizer(v: &Value, d: &mut Sink) -> Option<Tokenizer> {
-    value::named(v, "tokenizer", d)
 }
 
 /// A held-out fraction strictly between 0 and 1.

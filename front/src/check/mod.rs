@@ -19,6 +19,7 @@ mod model;
 mod recipe;
 mod rules;
 pub mod suggest;
+mod tokenizer;
 mod value;
 
 // The language's vocabulary, for editors (completion in `lsp`).
@@ -27,6 +28,7 @@ pub use experiment::EXPERIMENT_FIELDS;
 pub use model::MODEL_FIELDS;
 pub use recipe::RECIPE_KEYS;
 pub use rules::GROWTH_OPTIONS;
+pub use tokenizer::TOKENIZER_FUNCS;
 
 #[cfg(test)]
 mod tests;

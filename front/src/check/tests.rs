@@ -103,10 +103,11 @@ fn a_file_is_warned_about_its_own_code_not_its_imports() {
 fn std_library_checks_without_errors() {
     let (spec, _, diags) = check_source("t.prog", "import \"std/paper.prog\"", &[]);
     assert!(!has_errors(&diags), "{}", render(&diags));
-    // 45 tiny recipes (E1-E7 in 8 experiments), 26 mid ones (8 experiments), 18 over-trained
-    // ones (1 experiment) and 22 GPU-size ones (8 experiments).
-    assert_eq!(spec.runs.len(), 118);
-    assert_eq!(spec.experiments.len(), 28);
+    // 45 tiny recipes (E1-E7 in 8 experiments), 26 mid ones (8 experiments), 5 of the BPE
+    // pilot (1 experiment), 20 over-trained ones (2 experiments) and 22 GPU-size ones (8
+    // experiments).
+    assert_eq!(spec.runs.len(), 125);
+    assert_eq!(spec.experiments.len(), 30);
     // The warnings std deliberately triggers (multi-stage, zero init, copy(last), late growth).
     let warned: std::collections::BTreeSet<String> =
         diags.iter().map(|d| d.code.to_string()).collect();
@@ -164,6 +165,10 @@ fn codes_fire_where_they_should() {
         ("P0110", "data d = text(\"x.txt\", tokenizer: utf8)"),
         ("P0110", "model m = gpt2 { residual: half }"),
         (
+            "P0112",
+            "data d = text(\"x.txt\", tokenizer: \"no/such/tokenizer.json\")",
+        ),
+        (
             "P0201",
             "data books = text(\"x.txt\")\nrecipe r = tiny_base { model = books }",
         ),
@@ -174,6 +179,11 @@ fn codes_fire_where_they_should() {
         ("P0202", "recipe r = tiny_base { batch = 64 tokens }"),
         ("P0203", "optimizer o = adamw(lr: -1)"),
         ("P0203", "data d = text(\"x.txt\", val: 0)"),
+        ("P0203", "data d = text(\"x.txt\", tokenizer: bpe(100))"),
+        ("P0203", "data d = text(\"x.txt\", tokenizer: bpe(0))"),
+        ("P0203", "data d = text(\"x.txt\", tokenizer: bpe(2000000))"),
+        ("P0201", "data d = tokens(\"x.bin\", tokenizer: bpe(4096))"),
+        ("P0201", "data d = text(\"x.txt\", tokenizer: bpe(4096.5))"),
         ("P0203", "optimizer o = adamw(lr: 1, betas: (0.9, 1.0))"),
         ("P0203", "recipe r = tiny_base { steps = 0 }"),
         (
@@ -320,7 +330,7 @@ recipe r = tiny_base { seed = 50%; stpes = 10 }
 experiment ex { runs: [tiny_fixed], reference: tiny_zero }
 "#,
         "P0204 5 heads do not divide the width 128 [the head size is width / heads: use a number of heads that divides 128, e.g. 4]
-P0110 unknown `tokenizer` value `utf8` [`tokenizer` is one of `gpt2` or `bytes`]
+P0110 unknown `tokenizer` value `utf8` [`tokenizer` is `gpt2`, `bytes`, `bpe(N)` or a path to a tokenizer.json]
 P0203 `lr` must be positive, found -1
 P0202 expected an integer, found a percentage
 P0104 unknown field `stpes` in recipe `r` [did you mean `steps`?]
@@ -808,6 +818,71 @@ fn data_paths_resolve_against_the_declaring_file() {
         r.data.resolved_path,
         dir.join("sub").join("corpus.txt").display().to_string()
     );
+}
+
+/// A tokenizer.json resolves like a data path; its size becomes the model's vocabulary, its
+/// content hash part of the recipe; a file that cannot be used is P0112 at the string.
+#[test]
+fn tokenizer_files_set_the_vocabulary_and_bad_ones_are_p0112() {
+    let tmp = scratch("check-tok");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("sub")).expect("temp dir");
+    let tok = dir.join("sub/tok.json");
+    let json = |n: usize| {
+        let vocab: Vec<String> = (0..n).map(|i| format!("\"t{i}\": {i}")).collect();
+        format!(
+            "{{\"added_tokens\": [{{\"id\": {n}, \"content\": \"<|endoftext|>\"}}], \
+             \"model\": {{\"type\": \"BPE\", \"vocab\": {{{}}}}}}}",
+            vocab.join(", ")
+        )
+    };
+    std::fs::write(&tok, json(299)).expect("write");
+    std::fs::write(
+        dir.join("sub/data.prog"),
+        "data local = text(\"corpus.txt\", tokenizer: \"tok.json\")\n\
+         data shards = tokens(\"train.bin\", tokenizer: \"tok.json\")\n",
+    )
+    .expect("write");
+    let main = dir.join("main.prog");
+    std::fs::write(
+        &main,
+        "import \"sub/data.prog\"\nimport \"std/paper.prog\"\n\
+         recipe r = tiny_base { data = local }\nrecipe s = tiny_base { data = shards }\n",
+    )
+    .expect("write");
+    let r = checked_run(&main, "r");
+    let Tokenizer::File(f) = &r.data.tokenizer else {
+        panic!("{:?}", r.data.tokenizer)
+    };
+    assert_eq!(f.path, "tok.json");
+    assert_eq!(f.resolved_path, tok.display().to_string());
+    assert_eq!((f.vocab, f.end_of_text), (300, Some(299)));
+    assert_eq!(r.model.vocab, 300);
+    assert_eq!(checked_run(&main, "s").data.tokenizer, r.data.tokenizer);
+    // A changed file is read again (another size, another hash).
+    std::fs::write(&tok, json(400)).expect("write");
+    let r2 = checked_run(&main, "r");
+    assert_eq!(r2.model.vocab, 401);
+    assert_ne!(r2.data.tokenizer, r.data.tokenizer);
+
+    let bad = |text: Option<&str>| {
+        match text {
+            Some(t) => std::fs::write(&tok, t).expect("write"),
+            None => std::fs::remove_file(&tok).expect("remove"),
+        }
+        let (program, _) = crate::syntax::load_program(&main, &[]).expect("load");
+        let (_, diags) = super::check(&program);
+        let d = diags
+            .iter()
+            .find(|d| d.code.to_string() == "P0112")
+            .unwrap_or_else(|| panic!("no P0112: {}", render(&diags)));
+        assert_eq!(program.sources.slice(d.span), "\"tok.json\"");
+        d.message.clone()
+    };
+    assert!(bad(Some("{\"model\": {\"vocab\"")).contains("not JSON"));
+    assert!(bad(Some("{\"version\": \"1.0\", \"x\": 1}")).contains("no `model.vocab`"));
+    let m = bad(None);
+    assert!(m.contains("does not exist"), "{m}");
 }
 
 /// A library file in a `std/` folder resolves its data paths from the folder above it, edited

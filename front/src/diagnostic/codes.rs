@@ -42,6 +42,7 @@ codes! {
     P0109, Error, "inheritance cycle";
     P0110, Error, "unknown option value";
     P0111, Error, "unknown run in an override or selection";
+    P0112, Error, "tokenizer file cannot be used";
     // Types, units, sizes
     P0201, Error, "type mismatch";
     P0202, Error, "unit mismatch";

@@ -32,7 +32,10 @@ fn option_values(key: &str) -> Vec<String> {
         "optimizer_state" => names(OptStatePolicy::NAMES),
         "residual" => names(ResidualScaling::NAMES),
         "shape" => names(DecayShape::NAMES),
-        "tokenizer" => names(Tokenizer::NAMES),
+        "tokenizer" => Tokenizer::FORMS
+            .iter()
+            .map(|(_, c)| c.to_string())
+            .collect(),
         "format" => names(&DataFormat::SHARD_NAMES),
         "split" => {
             let mut v = names(SPLIT_OPTIONS);

@@ -5,7 +5,10 @@
 //! - `growths` are strictly increasing in `at_step`, each inside `(0, total_steps)`, and each
 //!   grows the depth (`from_depth < to_depth`); the last `to_depth` equals `model.depth`;
 //! - `copy` init only appears with `from_depth >= 1`;
-//! - `batch.context == model.context`, and `model.vocab` is the tokenizer's vocabulary.
+//! - `batch.context == model.context`, and `model.vocab` is the tokenizer's vocabulary;
+//! - `Tokenizer::Bpe(n)` has `BPE_MIN_VOCAB <= n <= BPE_MAX_VOCAB` and only appears in text
+//!   data; a `Tokenizer::File` holds what the checker read from the file (its size, end of
+//!   text and content hash).
 //!
 //! These types are plain data (serde), shared by `plan` and `exec`, and carry no spans.
 
@@ -95,21 +98,186 @@ pub struct ModelSpec {
     pub residual: ResidualScaling,
 }
 
-named_enum! {
-    pub enum Tokenizer {
-        /// GPT-2 BPE (`r50k_base`), 50257 tokens.
-        Gpt2 = "gpt2",
-        /// One token per byte, 256 tokens.
-        Bytes = "bytes",
-    }
+/// How a data source's text becomes token ids: a built-in tokenizer, a byte-level BPE that
+/// progc trains on the corpus (`bpe(N)`), or a Hugging Face `tokenizer.json`. Serde writes the
+/// built-in ones as their names (`"gpt2"`), so recipes written before the others existed
+/// serialize, and hash, as they did; `{"bpe": 4096}` and `{"file": {...}}` otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tokenizer {
+    /// GPT-2 BPE (`r50k_base`), 50257 tokens.
+    Gpt2,
+    /// One token per byte, 256 tokens.
+    Bytes,
+    /// A byte-level BPE of this many tokens in all (the 256 bytes, `<|endoftext|>`, and the
+    /// merges), trained by progc on the training part of a text corpus
+    /// (`BPE_MIN_VOCAB..=BPE_MAX_VOCAB`).
+    Bpe(usize),
+    /// A Hugging Face `tokenizer.json`, read by the checker.
+    File(TokenizerFile),
 }
 
+/// What the checker read from a `tokenizer.json`. The content hash makes a changed file a
+/// different recipe (another run hash, no shared prefix with runs of the old one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenizerFile {
+    /// Path as written in the recipe.
+    pub path: String,
+    /// Path resolved against the directory of the file that declared it, like data paths.
+    pub resolved_path: String,
+    /// Largest token id + 1, over the model's vocabulary and the added tokens.
+    pub vocab: usize,
+    /// The id of the first of [`END_OF_TEXT_TOKENS`] the file has (added tokens searched
+    /// first); `None` when it has none of them.
+    pub end_of_text: Option<u32>,
+    /// xxh3-64 of the file's bytes, 16 hex digits.
+    pub hash: String,
+}
+
+/// Names of the end-of-text token in common tokenizers, in the order they are looked for
+/// (GPT-2 and most byte-level BPEs, Llama 3, SentencePiece models, Gemma).
+pub const END_OF_TEXT_TOKENS: [&str; 4] = ["<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"];
+
+/// The smallest `bpe(N)`: the 256 bytes and `<|endoftext|>`, no merge yet.
+pub const BPE_MIN_VOCAB: usize = 257;
+/// The largest `bpe(N)`: beyond any tokenizer in use (GPT-4o has 200k), and beyond what a
+/// corpus a recipe trains on can fill with merges.
+pub const BPE_MAX_VOCAB: usize = 1 << 20;
+
 impl Tokenizer {
-    pub fn vocab(self) -> usize {
+    /// The built-in tokenizers, by name.
+    pub const NAMES: [&'static str; 2] = ["gpt2", "bytes"];
+
+    /// Every form of a `tokenizer:` value, as messages describe it and as the language server
+    /// completes it: one list, so the two cannot drift apart.
+    pub const FORMS: [(&'static str, &'static str); 4] = [
+        ("`gpt2`", "gpt2"),
+        ("`bytes`", "bytes"),
+        ("`bpe(N)`", "bpe(4096)"),
+        ("a path to a tokenizer.json", "\"tokenizer.json\""),
+    ];
+
+    /// A built-in tokenizer by name.
+    pub fn from_name(name: &str) -> Option<Tokenizer> {
+        match name {
+            "gpt2" => Some(Tokenizer::Gpt2),
+            "bytes" => Some(Tokenizer::Bytes),
+            _ => None,
+        }
+    }
+
+    /// Every form, for messages: "`gpt2`, `bytes`, `bpe(N)` or a path to a tokenizer.json".
+    pub fn forms_text() -> String {
+        let shown: Vec<&str> = Tokenizer::FORMS.iter().map(|(s, _)| *s).collect();
+        let (last, rest) = shown.split_last().expect("FORMS is not empty");
+        format!("{} or {last}", rest.join(", "))
+    }
+
+    pub fn vocab(&self) -> usize {
         match self {
             Tokenizer::Gpt2 => 50257,
             Tokenizer::Bytes => 256,
+            Tokenizer::Bpe(n) => *n,
+            Tokenizer::File(f) => f.vocab,
         }
+    }
+
+    /// The id of the end-of-text token, where the tokenizer has one. A trained `bpe(N)` has
+    /// `<|endoftext|>` first: its trainer numbers its special tokens before the bytes.
+    pub fn end_of_text(&self) -> Option<u32> {
+        match self {
+            Tokenizer::Gpt2 => Some(50256),
+            Tokenizer::Bytes => None,
+            Tokenizer::Bpe(_) => Some(0),
+            Tokenizer::File(f) => f.end_of_text,
+        }
+    }
+
+    /// A short name for file names and messages: `gpt2`, `bytes`, `bpe4096`, or `tokenizer-`
+    /// and the file's hash.
+    pub fn tag(&self) -> String {
+        match self {
+            Tokenizer::Gpt2 | Tokenizer::Bytes => self.to_string(),
+            Tokenizer::Bpe(n) => format!("bpe{n}"),
+            Tokenizer::File(f) => format!("tokenizer-{}", f.hash),
+        }
+    }
+}
+
+/// As written in a recipe: `gpt2`, `bpe(4096)`, `"path/tokenizer.json"`.
+impl std::fmt::Display for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tokenizer::Gpt2 => f.write_str("gpt2"),
+            Tokenizer::Bytes => f.write_str("bytes"),
+            Tokenizer::Bpe(n) => write!(f, "bpe({n})"),
+            Tokenizer::File(t) => write!(f, "{:?}", t.path),
+        }
+    }
+}
+
+impl TokenizerFile {
+    /// Reads what a recipe needs from the text of a Hugging Face `tokenizer.json`: the
+    /// vocabulary size and the end-of-text id. The model's vocabulary is an object of token ->
+    /// id (BPE, WordPiece, WordLevel) or an array of `[token, score]` whose index is the id
+    /// (Unigram); `added_tokens` is an array of `{id, content}`. The error says what is wrong,
+    /// for a diagnostic or an error message.
+    pub fn from_json(path: &str, resolved_path: &str, bytes: &[u8]) -> Result<Self, String> {
+        let root: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("it is not JSON: {e}"))?;
+        let vocab = root
+            .get("model")
+            .and_then(|m| m.get("vocab"))
+            .ok_or("it has no `model.vocab`, so it is not a Hugging Face tokenizer.json")?;
+        let id = |v: &serde_json::Value, what: &str| -> Result<u32, String> {
+            v.as_u64()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(|| format!("{what} has id {v}, not an integer in 0..2^32"))
+        };
+        let mut model: Vec<(&str, u32)> = Vec::new();
+        match vocab {
+            serde_json::Value::Object(tokens) => {
+                for (token, v) in tokens {
+                    model.push((token, id(v, &format!("token {token:?}"))?));
+                }
+            }
+            serde_json::Value::Array(pieces) => {
+                for (i, p) in pieces.iter().enumerate() {
+                    let token = p.get(0).and_then(|t| t.as_str()).ok_or_else(|| {
+                        format!("`model.vocab` entry {i} is not a `[token, score]` pair")
+                    })?;
+                    model.push((token, i as u32));
+                }
+            }
+            _ => return Err("its `model.vocab` is neither an object nor an array".into()),
+        }
+        let mut added: Vec<(&str, u32)> = Vec::new();
+        if let Some(list) = root.get("added_tokens").filter(|a| !a.is_null()) {
+            let list = list
+                .as_array()
+                .ok_or("its `added_tokens` is not an array")?;
+            for (i, t) in list.iter().enumerate() {
+                let content = t.get("content").and_then(|c| c.as_str());
+                let (Some(content), Some(v)) = (content, t.get("id")) else {
+                    return Err(format!("`added_tokens` entry {i} lacks `id` or `content`"));
+                };
+                added.push((content, id(v, &format!("added token {content:?}"))?));
+            }
+        }
+        let max = model.iter().chain(&added).map(|&(_, i)| i).max();
+        let vocab = max.ok_or("its vocabulary is empty")? as usize + 1;
+        let end_of_text = [&added, &model].into_iter().find_map(|list| {
+            END_OF_TEXT_TOKENS
+                .iter()
+                .find_map(|eot| list.iter().find(|(t, _)| t == eot).map(|&(_, i)| i))
+        });
+        Ok(TokenizerFile {
+            path: path.to_string(),
+            resolved_path: resolved_path.to_string(),
+            vocab,
+            end_of_text,
+            hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes)),
+        })
     }
 }
 
@@ -158,7 +326,8 @@ pub struct DataSpec {
     pub resolved_path: String,
     pub tokenizer: Tokenizer,
     /// Fraction of tokens held out for validation, in (0, 1): the tail of the stream. Unused
-    /// when `val_shards` names validation files.
+    /// when `val_shards` names validation files. Under `bpe(N)` the split is made on the text
+    /// instead, by bytes, so that the tokenizer is trained on the training part only.
     pub val_fraction: f64,
     /// How many equal blocks a text stream is cut into, the last `val_fraction` of each held
     /// out (`split: spread(N)`), so that validation samples the whole corpus; 1 (the
@@ -538,7 +707,6 @@ mod tests {
     #[test]
     fn every_option_has_one_spelling() {
         names_agree::<ResidualScaling>();
-        names_agree::<Tokenizer>();
         names_agree::<DataFormat>();
         names_agree::<DecayShape>();
         names_agree::<CopyLayout>();
@@ -586,6 +754,69 @@ mod tests {
                 tag(serde_json::to_value(sched).unwrap()),
                 sched.func().name()
             );
+        }
+    }
+
+    /// Built-in tokenizers serialize as their names (old run.json files read, old recipes hash
+    /// as before); the others as tagged objects; all read back.
+    #[test]
+    fn tokenizers_serialize_as_before_and_round_trip() {
+        for n in Tokenizer::NAMES {
+            let t = Tokenizer::from_name(n).unwrap();
+            assert_eq!(t.to_string(), n);
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{n}\""));
+        }
+        assert_eq!(Tokenizer::from_name("bpe"), None);
+        let file = Tokenizer::File(TokenizerFile {
+            path: "tok.json".into(),
+            resolved_path: "dir/tok.json".into(),
+            vocab: 300,
+            end_of_text: None,
+            hash: "00ff".into(),
+        });
+        for (t, json) in [
+            (Tokenizer::Bpe(4096), r#"{"bpe":4096}"#),
+            (
+                file,
+                r#"{"file":{"path":"tok.json","resolved_path":"dir/tok.json","vocab":300,"end_of_text":null,"hash":"00ff"}}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&t).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Tokenizer>(json).unwrap(), t);
+        }
+        assert_eq!(
+            Tokenizer::forms_text(),
+            "`gpt2`, `bytes`, `bpe(N)` or a path to a tokenizer.json"
+        );
+    }
+
+    #[test]
+    fn a_tokenizer_json_gives_its_size_and_end_of_text() {
+        let bpe = br#"{"added_tokens": [{"id": 5, "content": "</s>", "special": true}],
+                       "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "<|endoftext|>": 7}}}"#;
+        let f = TokenizerFile::from_json("t.json", "t.json", bpe).unwrap();
+        // Ids 0..=7; an added end-of-text comes before one in the model's vocabulary.
+        assert_eq!((f.vocab, f.end_of_text), (8, Some(5)));
+        assert_eq!(f.hash.len(), 16);
+        let unigram = br#"{"model": {"type": "Unigram", "vocab": [["<unk>", 0.0], ["<eos>", 0.0], ["x", -1.5]]}}"#;
+        let f = TokenizerFile::from_json("u.json", "u.json", unigram).unwrap();
+        assert_eq!((f.vocab, f.end_of_text), (3, Some(1)));
+        let none = br#"{"model": {"vocab": {"a": 0, "b": 1}}, "added_tokens": []}"#;
+        let f = TokenizerFile::from_json("n.json", "n.json", none).unwrap();
+        assert_eq!((f.vocab, f.end_of_text), (2, None));
+        for (bad, says) in [
+            (&b"{\"model\": "[..], "not JSON"),
+            (b"{\"version\": \"1.0\"}", "no `model.vocab`"),
+            (b"{\"model\": {\"vocab\": {}}}", "empty"),
+            (b"{\"model\": {\"vocab\": {\"a\": -1}}}", "not an integer"),
+            (b"{\"model\": {\"vocab\": 3}}", "neither an object"),
+            (
+                b"{\"model\": {\"vocab\": [[\"a\", 0]]}, \"added_tokens\": [{\"id\": 1}]}",
+                "lacks",
+            ),
+        ] {
+            let e = TokenizerFile::from_json("b.json", "b.json", bad).unwrap_err();
+            assert!(e.contains(says), "{e}");
         }
     }
 }

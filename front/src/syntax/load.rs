@@ -2,7 +2,8 @@
 //! `--set` overrides, each as a file of one `SourceMap`.
 //!
 //! Invariants:
-//! - the only IO in the front end is reading source files here;
+//! - the only IO in the front end is reading source files here, and the tokenizer.json files
+//!   that recipes name (`check/tokenizer.rs`, for their vocabulary size);
 //! - an import resolves relative to the importing file's directory first, then to the std
 //!   library embedded in the binary (so an installed `progc` works anywhere);
 //! - each file is loaded once: a std file reached from disk (identical text) and from the

@@ -1,13 +1,14 @@
 //! `progc export --to hf`, what it writes: a run's checkpoint as a transformers folder, with
-//! progc's own validation loss beside it. The job that computes them is `jobs::export`.
+//! progc's own validation loss beside it, and the run's tokenizer: GPT-2's files derived from
+//! progc's own ranks, the run's tokenizer.json as it is (file and `bpe(N)` tokenizers), or a
+//! note (bytes). The job that computes the tensors and the loss is `jobs::export`.
 
 use std::path::{Path, PathBuf};
 
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::exec::io::checkpoint::LoadedRun;
-use crate::exec::io::data::{Batch, decode_lossy, encode_text};
+use crate::exec::io::data::{Batch, TextTokenizer};
 use crate::exec::io::{hf, hf_tokenizer};
-use crate::plan::spec::Tokenizer;
 
 /// What `progc export` can write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,19 +69,28 @@ fn windows(val: &[Batch]) -> Vec<Vec<Vec<u32>>> {
         .collect()
 }
 
-/// A text and progc's GPT-2 ids for it, for checking another tokenizer: the first validation
-/// window's text and a fixed string with digits, punctuation, runs of spaces and non-ASCII.
-fn tokenizer_sample(val: &[Batch]) -> Result<serde_json::Value, ExecError> {
+/// A text and progc's ids for it, for checking another implementation of the tokenizer: the
+/// first validation window's text and a fixed string with digits, punctuation, runs of spaces
+/// and non-ASCII; and that window's ids and progc's decoding of them.
+fn tokenizer_sample(
+    tokenizer: &TextTokenizer,
+    val: &[Batch],
+) -> Result<serde_json::Value, ExecError> {
     let first = val
         .first()
         .map(|b| &b.inputs[..b.context])
         .unwrap_or_default();
-    let mut text = decode_lossy(Tokenizer::Gpt2, first)?;
-    text.push_str(
-        "\n\nHello world! It's 2024: naïve café, 日本語 — ok?  Two  spaces,\ttab;\n   end ",
+    let window = tokenizer.decode_lossy(first)?;
+    let text = format!(
+        "{window}\n\nHello world! It's 2024: naïve café, 日本語 — ok?  Two  spaces,\ttab;\n   end "
     );
-    let ids = encode_text(Tokenizer::Gpt2, &text)?;
-    Ok(serde_json::json!({ "text": text, "ids": ids }))
+    let ids = tokenizer.encode(&text)?;
+    Ok(serde_json::json!({
+        "text": text,
+        "ids": ids,
+        "window_ids": first,
+        "window_text": window,
+    }))
 }
 
 /// Checks that `out` may be written (see the module invariants).
@@ -171,10 +181,11 @@ fn write_text(path: &Path, text: &str) -> Result<(), ExecError> {
     std::fs::write(path, text).map_err(|e| ExecError::io("write", path, e))
 }
 
-/// The tokenizer files for transformers (GPT-2), or a note (bytes).
-fn write_tokenizer(dir: &Path, tokenizer: Tokenizer, context: usize) -> Result<(), ExecError> {
+/// The tokenizer files for transformers: GPT-2's, the run's tokenizer.json with its
+/// configuration, or a note (bytes).
+fn write_tokenizer(dir: &Path, tokenizer: &TextTokenizer, context: usize) -> Result<(), ExecError> {
     match tokenizer {
-        Tokenizer::Gpt2 => {
+        TextTokenizer::Gpt2 => {
             let tokens = hf_tokenizer::gpt2_token_bytes()?;
             let merges = hf_tokenizer::derive_merges(&tokens)?;
             write_text(&dir.join("vocab.json"), &hf_tokenizer::vocab_json(&tokens))?;
@@ -186,7 +197,15 @@ fn write_tokenizer(dir: &Path, tokenizer: Tokenizer, context: usize) -> Result<(
             write_json(&dir.join("tokenizer_config.json"), &config)?;
             write_json(&dir.join("special_tokens_map.json"), &special)
         }
-        Tokenizer::Bytes => write_text(
+        TextTokenizer::Hf(t) => {
+            let path = dir.join("tokenizer.json");
+            std::fs::write(&path, t.json()).map_err(|e| ExecError::io("write", &path, e))?;
+            let eot = t.end_of_text().and_then(|id| t.token(id));
+            let (config, special) = hf_tokenizer::fast_tokenizer_config(context, eot.as_deref());
+            write_json(&dir.join("tokenizer_config.json"), &config)?;
+            write_json(&dir.join("special_tokens_map.json"), &special)
+        }
+        TextTokenizer::Bytes => write_text(
             &dir.join("TOKENIZER.md"),
             "# Tokenizer: bytes\n\nThis model was trained by progc on raw bytes: token id `i` \
              (0..=255) is the byte `i` of the UTF-8 text, and there are no other tokens (no \
@@ -213,6 +232,7 @@ pub fn write_export(
     run_dir: &Path,
     run: &LoadedRun,
     opts: &ExportOptions,
+    tokenizer: &TextTokenizer,
     e: Exported,
 ) -> Result<ExportReport, ExecError> {
     let spec = &run.plan.spec;
@@ -222,9 +242,9 @@ pub fn write_export(
         hf::write_safetensors(&dir.join("model.safetensors"), &e.tensors)?;
         write_json(
             &dir.join("config.json"),
-            &hf::hf_config(&spec.model, depth, spec.data.tokenizer),
+            &hf::hf_config(&spec.model, depth, &spec.data.tokenizer),
         )?;
-        write_tokenizer(dir, spec.data.tokenizer, spec.model.context)?;
+        write_tokenizer(dir, tokenizer, spec.model.context)?;
         let provenance = serde_json::json!({
             "run": spec.name,
             "run_dir": run_dir.display().to_string(),
@@ -232,7 +252,7 @@ pub fn write_export(
             "step": run.checkpoint.step,
             "depth": depth,
             "run_hash": run.checkpoint.run_hash,
-            "tokenizer": spec.data.tokenizer.name(),
+            "tokenizer": spec.data.tokenizer.to_string(),
             "residual": spec.model.residual,
             "residual_scale_folded": e.residual_scale,
         });
@@ -249,8 +269,8 @@ pub fn write_export(
                 "context": spec.batch.context,
                 "batches": windows(batches),
             });
-            if spec.data.tokenizer == Tokenizer::Gpt2 {
-                eval["tokenizer_sample"] = tokenizer_sample(batches)?;
+            if !matches!(tokenizer, TextTokenizer::Bytes) {
+                eval["tokenizer_sample"] = tokenizer_sample(tokenizer, batches)?;
             }
             write_json(&dir.join("progc_eval.json"), &eval)?;
         }
@@ -275,7 +295,7 @@ mod tests {
     use crate::exec::network::model::tests::tiny_spec;
     use crate::exec::network::model::{Gpt2, param_to_vec};
     use crate::exec::network::precision::Precision;
-    use crate::plan::spec::{ModelSpec, ResidualScaling};
+    use crate::plan::spec::{ModelSpec, ResidualScaling, Tokenizer};
     use crate::testing::scratch;
     use burn::backend::Flex;
 
@@ -317,7 +337,7 @@ mod tests {
             hf::write_safetensors(&d.join("model.safetensors"), &hf::hf_tensors(&m)?)?;
             write_json(
                 &d.join("config.json"),
-                &hf::hf_config(&spec, depth, Tokenizer::Bytes),
+                &hf::hf_config(&spec, depth, &Tokenizer::Bytes),
             )
         })
         .unwrap();

@@ -27,7 +27,6 @@ use burn::module::ParamId;
 use burn::tensor::backend::Backend;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::hf_tokenizer::END_OF_TEXT;
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::exec::network::model::{BLOCK_HF_NAMES, Gpt2, Role, block_layout, param_to_vec};
 use crate::plan::spec::{ModelSpec, ResidualScaling, Tokenizer};
@@ -137,12 +136,10 @@ pub fn write_safetensors(path: &Path, tensors: &[HfTensor]) -> Result<(), ExecEr
 }
 
 /// transformers' `config.json` for a GPT-2 of `depth` blocks shaped like `spec`.
-pub fn hf_config(spec: &ModelSpec, depth: usize, tokenizer: Tokenizer) -> serde_json::Value {
-    let (bos, eos) = match tokenizer {
-        Tokenizer::Gpt2 => (Some(END_OF_TEXT), Some(END_OF_TEXT)),
-        // Byte ids have no end-of-text token.
-        Tokenizer::Bytes => (None, None),
-    };
+pub fn hf_config(spec: &ModelSpec, depth: usize, tokenizer: &Tokenizer) -> serde_json::Value {
+    // Begin and end of text are both the end-of-text token, as in GPT-2 (none for bytes).
+    let eot = tokenizer.end_of_text();
+    let (bos, eos) = (eot, eot);
     serde_json::json!({
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],

@@ -1,6 +1,7 @@
 //! GPT-2's tokenizer files for transformers (`vocab.json`, `merges.txt`), derived from the BPE
 //! ranks progc itself uses (tiktoken-rs `r50k_base`, embedded in the crate: nothing is
-//! downloaded).
+//! downloaded); and the configuration that goes beside a `tokenizer.json` (file and `bpe(N)`
+//! tokenizers, which are exported as they are).
 //!
 //! Invariants:
 //! - token `i` of `vocab.json` is rank `i` of `r50k_base`, its bytes written in GPT-2's
@@ -152,6 +153,28 @@ pub fn tokenizer_config(context: usize) -> (serde_json::Value, serde_json::Value
         "clean_up_tokenization_spaces": false,
     });
     let special = serde_json::json!({ "bos_token": eot, "eos_token": eot, "unk_token": eot });
+    (config, special)
+}
+
+/// `tokenizer_config.json` and `special_tokens_map.json` beside a `tokenizer.json` (a file or
+/// `bpe(N)` tokenizer): transformers' generic fast tokenizer, which reads everything else from
+/// the tokenizer.json; `end_of_text` is the end-of-text token, when the tokenizer has one.
+pub fn fast_tokenizer_config(
+    context: usize,
+    end_of_text: Option<&str>,
+) -> (serde_json::Value, serde_json::Value) {
+    let mut config = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": context,
+        "clean_up_tokenization_spaces": false,
+    });
+    let mut special = serde_json::json!({});
+    if let Some(eot) = end_of_text {
+        for key in ["bos_token", "eos_token"] {
+            config[key] = eot.into();
+            special[key] = eot.into();
+        }
+    }
     (config, special)
 }
 

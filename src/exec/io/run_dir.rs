@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::exec::error::{ErrorKind, ExecError};
-use crate::exec::io::data::write_atomic;
+use crate::exec::io::data::{RUN_TOKENIZER, write_atomic};
 use crate::exec::io::lock::{DirLock, lock_dir};
 use crate::exec::io::metrics::Summary;
 use crate::plan::ir::{Plan, RunPlan};
@@ -42,6 +42,8 @@ impl RunDir {
     pub const LOSS_PNG: &'static str = "loss.png";
     pub const LOSS_SVG: &'static str = "loss.svg";
     pub const CHECKPOINTS: &'static str = "checkpoints";
+    /// The run's own copy of its tokenizer, for a tokenizer.json file or a trained `bpe(N)`.
+    pub const TOKENIZER: &'static str = RUN_TOKENIZER;
 
     pub fn new(root: impl Into<PathBuf>) -> RunDir {
         RunDir { root: root.into() }
@@ -69,6 +71,32 @@ impl RunDir {
             self.root.join(Self::LOSS_PNG),
             self.root.join(Self::LOSS_SVG),
         )
+    }
+
+    pub fn tokenizer_file(&self) -> PathBuf {
+        self.root.join(Self::TOKENIZER)
+    }
+
+    /// Writes `json` as the run's tokenizer, or checks that the copy already there is the same
+    /// (a run must not continue on other tokens). `source` is the corpus, for the message.
+    pub fn keep_tokenizer(&self, json: &[u8], source: &Path) -> Result<(), ExecError> {
+        let path = self.tokenizer_file();
+        match fs::read(&path) {
+            Ok(kept) if kept == json => Ok(()),
+            Ok(_) => Err(ExecError::new(
+                ErrorKind::Data,
+                format!(
+                    "{} is not the tokenizer the corpus {} now gives",
+                    path.display(),
+                    source.display()
+                ),
+            )
+            .with_help(
+                "the run started with the tokenizer in its directory; the tokenizer file or the \
+                 corpus has changed since: restore it, or start a new run",
+            )),
+            Err(_) => write_atomic(&path, json).map_err(|e| ExecError::io("write", &path, e)),
+        }
     }
 
     pub fn checkpoints(&self) -> PathBuf {

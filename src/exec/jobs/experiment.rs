@@ -87,7 +87,7 @@ pub fn run_experiment(
     let mut checked = Vec::new();
     for rp in &plan.runs {
         if !checked.contains(&(&rp.spec.data, rp.spec.batch)) {
-            train::open_corpus(&rp.spec)?;
+            train::open_corpus(&rp.spec, opts.progress)?;
             checked.push((&rp.spec.data, rp.spec.batch));
         }
     }

@@ -6,19 +6,19 @@
 //!   f64, and ties go to the lowest id;
 //! - temperature 0, or top-k 1, is greedy: the argmax of the last position's logits;
 //! - the model sees at most its last `context` tokens (a sliding window, no KV cache);
-//! - an empty prompt starts from `<|endoftext|>` (gpt2) or a newline (bytes).
+//! - text is encoded and decoded by the run's own tokenizer (for a tokenizer.json, the copy in
+//!   the run directory); an empty prompt starts from its end-of-text token, or from a newline
+//!   when it has none (bytes).
 
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::exec::device::{BackendTask, DeviceChoice, Placed, dispatch};
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::exec::io::checkpoint::load_run;
-use crate::exec::io::data::decode_lossy;
-use crate::exec::io::hf_tokenizer::END_OF_TEXT;
+use crate::exec::io::data::TextTokenizer;
 use crate::exec::network::kernels::{Kernels, TrainBackend};
 use crate::exec::network::model::Gpt2;
 use crate::exec::network::rng::Rng;
-use crate::plan::spec::Tokenizer;
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -162,14 +162,14 @@ impl BackendTask for SampleJob {
     fn run<B: TrainBackend>(self, device: B::Device, _: Placed) -> Result<Sampled, ExecError> {
         let run = load_run(&self.run_dir, self.checkpoint.as_deref())?;
         let spec = &run.plan.spec;
-        let tokenizer = spec.data.tokenizer;
+        let tokenizer = TextTokenizer::for_run(&self.run_dir, &spec.data.tokenizer)?;
         let model = run.model::<B::InnerBackend>(&device)?;
-        let mut ids = crate::exec::io::data::encode_text(tokenizer, &self.prompt)?;
+        let mut ids = tokenizer.encode(&self.prompt)?;
         if ids.is_empty() {
-            ids.push(match tokenizer {
-                Tokenizer::Gpt2 => END_OF_TEXT,
-                Tokenizer::Bytes => b'\n' as u32,
-            });
+            ids = match tokenizer.end_of_text() {
+                Some(eot) => vec![eot],
+                None => tokenizer.encode("\n")?,
+            };
         }
         if let Some(bad) = ids.iter().find(|&&t| t as usize >= spec.model.vocab) {
             return Err(ExecError::new(
@@ -184,7 +184,7 @@ impl BackendTask for SampleJob {
         let new = generate(&model, spec.model.context, &ids, &self.opts, &device);
         Ok(Sampled {
             prompt: self.prompt,
-            continuation: decode_lossy(tokenizer, &new)?,
+            continuation: tokenizer.decode_lossy(&new)?,
             step: run.checkpoint.step,
         })
     }

@@ -20,7 +20,8 @@
 //!   before it stays as it was.
 //!
 //! Output directory: `run.json` (the `RunPlan`), `metrics.jsonl`, `summary.json`, `loss.png`,
-//! `loss.svg`, `checkpoints/latest.safetensors` and `checkpoints/step-<N>.safetensors` at segment boundaries.
+//! `loss.svg`, `checkpoints/latest.safetensors` and `checkpoints/step-<N>.safetensors` at segment
+//! boundaries, and `tokenizer.json` for a run whose tokenizer is one (a file, or `bpe(N)`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -110,7 +111,7 @@ pub fn prepare<'a>(plan: &'a RunPlan, opts: &RunOptions) -> Result<Start<'a>, Ex
     if let Some(topo) = &opts.parallel {
         topo.check_batch(plan.spec.batch.sequences)?;
     }
-    let corpus = open_corpus(&plan.spec)?;
+    let corpus = open_corpus(&plan.spec, opts.progress)?;
     match &opts.parallel {
         Some(topo) => topo
             .devices
@@ -127,6 +128,7 @@ impl Start<'_> {
     pub fn run(self, opts: &RunOptions) -> Result<Summary, ExecError> {
         let dir = RunDir::new(&opts.out_dir);
         let _lock = dir.claim(self.plan, writes(opts.parallel.as_ref()))?;
+        keep_tokenizer(&dir, &self.corpus)?;
         launch(self.plan, self.corpus, opts, None)
     }
 }
@@ -166,8 +168,19 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<Summary, ExecError> {
     if let Some(topo) = &opts.parallel {
         topo.check_batch(plan.spec.batch.sequences)?;
     }
-    let corpus = open_corpus(&plan.spec)?;
+    let corpus = open_corpus(&plan.spec, opts.progress)?;
+    keep_tokenizer(&RunDir::new(dir), &corpus)?;
     launch(&plan, corpus, opts, Some(ck))
+}
+
+/// Writes the corpus's tokenizer.json into the run directory (`sample` and `export` read it
+/// there, whatever happens to the cache or the file the recipe names); a copy already there
+/// must be the same tokenizer, or the run would continue on other tokens.
+fn keep_tokenizer(dir: &RunDir, corpus: &Corpus) -> Result<(), ExecError> {
+    match &corpus.tokenizer {
+        Some(t) => dir.keep_tokenizer(t.json(), &corpus.source),
+        None => Ok(()),
+    }
 }
 
 /// Trains on `opts.device`, or on every peer of `opts.parallel`; the summary is the leader's,
@@ -620,8 +633,9 @@ fn finish(
 }
 
 /// Loads the run's corpus and checks that it fits the batch and the model's vocabulary.
-pub(crate) fn open_corpus(spec: &RunSpec) -> Result<Corpus, ExecError> {
-    let corpus = load_corpus(&spec.data)?;
+/// `progress` shows the training of a `bpe(N)` tokenizer.
+pub(crate) fn open_corpus(spec: &RunSpec, progress: bool) -> Result<Corpus, ExecError> {
+    let corpus = load_corpus(&spec.data, progress)?;
     check_corpus(&corpus, spec)?;
     Ok(corpus)
 }

@@ -1,13 +1,17 @@
-//! The training corpus: one token stream, from a text file that progc tokenizes (`text.rs`) or
-//! from memory-mapped token shards (`shards.rs`), split into a training and a validation
-//! region; batches drawn from them (`batch.rs`); and the shard writer of `progc tokenize`
-//! (`tokenize.rs`).
+//! The training corpus: one token stream, from a text file that progc tokenizes (`text.rs`,
+//! with the tokenizers of `tokenizer.rs` and the `bpe(N)` that `bpe.rs` trains) or from
+//! memory-mapped token shards (`shards.rs`), split into a training and a validation region;
+//! batches drawn from them (`batch.rs`); and the shard and tokenizer writers of
+//! `progc tokenize` (`tokenize.rs`).
 //!
 //! Invariants:
 //! - a `Corpus` from `load_corpus` has at least 2 tokens in each region (one input and its
 //!   target) and every token id is below `vocab`; with a held-out fraction, `val` is the last
 //!   `val_fraction` of the stream (rounded to whole tokens), or of each of `val_blocks` equal
-//!   blocks of it, concatenated in order (text only);
+//!   blocks of it, concatenated in order (text only). Under `bpe(N)` the same rule cuts the
+//!   text's bytes instead, before the tokenizer is trained on the training part;
+//! - a corpus whose tokenizer is a tokenizer.json (a file, or a trained `bpe(N)`) carries it,
+//!   so that a run directory can keep a copy;
 //! - a region never copies its stream: shards stay memory-mapped and only the windows a batch
 //!   reads are paged in, so a corpus larger than memory trains in a few hundred MB;
 //! - training batches depend only on the cursor state (seed and batches drawn so far), the
@@ -17,9 +21,11 @@
 //!   windows wrap around it (cyclically); `check_fits` reports that as an error up front.
 
 mod batch;
+mod bpe;
 mod shards;
 mod text;
 pub mod tokenize;
+pub mod tokenizer;
 
 use std::fs;
 use std::io::Write;
@@ -27,11 +33,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use batch::{Batch, BatchCursor, validation_batches};
+pub use bpe::{split_text, train_bpe};
 pub use shards::{LLMC_HEADER_BYTES, LLMC_MAGIC_U16, LLMC_MAGIC_U32, ShardSet};
-pub use text::{
-    CacheOutcome, content_hash, decode_lossy, decode_tokens, default_cache_dirs, encode_text,
-    load_corpus_with_cache,
-};
+pub use text::{CacheOutcome, content_hash, default_cache_dirs, load_corpus_with_cache};
+pub use tokenizer::{HfTokenizer, RUN_TOKENIZER, TextTokenizer};
 
 use crate::exec::error::{ErrorKind, ExecError};
 use crate::plan::spec::{BatchSpec, DataFormat, DataSpec};
@@ -133,6 +138,8 @@ pub struct Corpus {
     /// The file (or first shard) the corpus comes from, for messages.
     pub source: PathBuf,
     pub content_hash: String,
+    /// The tokenizer.json of a file or `bpe(N)` tokenizer (none for `gpt2` and `bytes`).
+    pub tokenizer: Option<Arc<HfTokenizer>>,
 }
 
 impl Corpus {
@@ -163,7 +170,7 @@ impl Corpus {
         content_hash: String,
     ) -> Result<Corpus, ExecError> {
         let n = tokens.len();
-        let n_val = held_out(n, val_fraction, &source)?;
+        let n_val = held_out(n, "tokens", val_fraction, &source)?;
         let blocks = (blocks.max(1) as usize).min(n_val / 2).max(1);
         if blocks == 1 {
             let mut train = tokens;
@@ -174,6 +181,7 @@ impl Corpus {
                 vocab,
                 source,
                 content_hash,
+                tokenizer: None,
             });
         }
         let mut train = Vec::with_capacity(n - n_val);
@@ -190,6 +198,38 @@ impl Corpus {
             vocab,
             source,
             content_hash,
+            tokenizer: None,
+        })
+    }
+
+    /// A corpus whose regions were tokenized apart (`bpe(N)`, split on the text). Errors when
+    /// either holds fewer than 2 tokens.
+    pub fn from_regions(
+        train: Vec<u32>,
+        val: Vec<u32>,
+        vocab: usize,
+        source: PathBuf,
+        content_hash: String,
+    ) -> Result<Corpus, ExecError> {
+        if train.len() < 2 || val.len() < 2 {
+            return Err(ExecError::new(
+                ErrorKind::Data,
+                format!(
+                    "corpus {} is too small: its training and validation text give {} and {}                      tokens, and each needs at least 2",
+                    source.display(),
+                    train.len(),
+                    val.len()
+                ),
+            )
+            .with_help(format!("use more data or a larger `val`; {DATA_HELP}")));
+        }
+        Ok(Corpus {
+            train: Region::from_vec(train),
+            val: Region::from_vec(val),
+            vocab,
+            source,
+            content_hash,
+            tokenizer: None,
         })
     }
 
@@ -230,8 +270,9 @@ impl Corpus {
     }
 }
 
-/// How many of `n` tokens a held-out fraction takes; errors unless both parts keep 2 tokens.
-fn held_out(n: usize, val_fraction: f64, source: &Path) -> Result<usize, ExecError> {
+/// How many of `n` tokens (or bytes: `unit`) a held-out fraction takes; errors unless both
+/// parts keep 2.
+fn held_out(n: usize, unit: &str, val_fraction: f64, source: &Path) -> Result<usize, ExecError> {
     if !(val_fraction > 0.0 && val_fraction < 1.0) {
         return Err(ExecError::new(
             ErrorKind::Data,
@@ -244,7 +285,7 @@ fn held_out(n: usize, val_fraction: f64, source: &Path) -> Result<usize, ExecErr
         return Err(ExecError::new(
             ErrorKind::Data,
             format!(
-                "corpus {} is too small: {n} tokens cannot be split into a training and a \
+                "corpus {} is too small: {n} {unit} cannot be split into a training and a \
                  validation region (val fraction {val_fraction})",
                 source.display()
             ),
@@ -255,12 +296,13 @@ fn held_out(n: usize, val_fraction: f64, source: &Path) -> Result<usize, ExecErr
 }
 
 /// Loads the corpus a recipe names: text is tokenized (and cached, see `text.rs`), shards are
-/// memory-mapped and checked (see `shards.rs`).
-pub fn load_corpus(spec: &DataSpec) -> Result<Corpus, ExecError> {
+/// memory-mapped and checked (see `shards.rs`). `progress` shows the training of a `bpe(N)`
+/// tokenizer, the one step that can take a while.
+pub fn load_corpus(spec: &DataSpec, progress: bool) -> Result<Corpus, ExecError> {
     match spec.format {
         DataFormat::Text => {
             let dirs = default_cache_dirs(Path::new(&spec.resolved_path));
-            load_corpus_with_cache(spec, &dirs).map(|(c, _)| c)
+            load_corpus_with_cache(spec, &dirs, progress).map(|(c, _)| c)
         }
         DataFormat::Nanogpt | DataFormat::Llmc => shards::load(spec),
     }

@@ -23,9 +23,10 @@ use std::sync::Arc;
 use memmap2::{Advice, Mmap, UncheckedAdvice};
 use rayon::prelude::*;
 
+use super::tokenizer::HfTokenizer;
 use super::{Corpus, Region, held_out};
 use crate::exec::error::{ErrorKind, ExecError};
-use crate::plan::spec::{DataFormat, DataSpec};
+use crate::plan::spec::{DataFormat, DataSpec, Tokenizer};
 
 /// Bytes of an llm.c header: 256 `i32`.
 pub const LLMC_HEADER_BYTES: usize = 256 * 4;
@@ -365,10 +366,14 @@ fn scan_vocab(
     found.unwrap_or(Ok(None))
 }
 
-/// The corpus of a `tokens(...)` data source.
+/// The corpus of a `tokens(...)` data source (with its tokenizer.json, when it names one).
 pub(super) fn load(spec: &DataSpec) -> Result<Corpus, ExecError> {
     let vocab = spec.tokenizer.vocab();
-    let tok = spec.tokenizer.name();
+    let tok = &spec.tokenizer.to_string();
+    let tokenizer = match &spec.tokenizer {
+        Tokenizer::File(f) => Some(Arc::new(HfTokenizer::for_recipe(f)?)),
+        _ => None,
+    };
     let train = Arc::new(ShardSet::open(&spec.shards, spec.format, vocab, tok)?);
     let source = train
         .paths()
@@ -376,7 +381,7 @@ pub(super) fn load(spec: &DataSpec) -> Result<Corpus, ExecError> {
         .map_or_else(|| PathBuf::from(&spec.resolved_path), Path::to_path_buf);
     let (train_region, val_region, val_set) = if spec.val_shards.is_empty() {
         let n = train.len();
-        let n_val = held_out(n, spec.val_fraction, &source)?;
+        let n_val = held_out(n, "tokens", spec.val_fraction, &source)?;
         (
             Region::of_shards(train.clone(), 0, n - n_val),
             Region::of_shards(train.clone(), n - n_val, n_val),
@@ -405,13 +410,14 @@ pub(super) fn load(spec: &DataSpec) -> Result<Corpus, ExecError> {
         vocab,
         source,
         content_hash: super::content_hash(id.as_bytes()),
+        tokenizer,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::spec::{BatchSpec, Tokenizer};
+    use crate::plan::spec::BatchSpec;
     use crate::testing::scratch;
 
     fn nanogpt(path: &Path, tokens: &[u16]) {

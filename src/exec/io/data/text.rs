@@ -1,177 +1,29 @@
-//! Text corpora: GPT-2 BPE and byte tokenization, and the on-disk token cache.
+//! Text corpora: reading the text, tokenizing it once (`tokenizer.rs`; `bpe.rs` for a
+//! `bpe(N)` trained on it), and the on-disk token cache.
 //!
 //! Invariants:
-//! - the token cache is only trusted when its header names the same tokenizer, the same
-//!   content hash and the same token count, and the payload checksum matches; otherwise it is
-//!   rebuilt. Cache files are written atomically (temp file + rename), so a crash never leaves a
-//!   half-written cache under the final name;
-//! - GPT-2 encoding in parallel chunks gives exactly the ids of encoding the whole text.
+//! - the token cache is only trusted when its header names the same vocabulary, the same key
+//!   (the content hash of the text; for a trained BPE, of the text and the tokenizer together)
+//!   and the same token count, and the payload checksum matches; otherwise it is rebuilt. Its
+//!   name says which tokenizer wrote it (`<file>.<tag>.<hash>.tokens`, the tag `gpt2`, `bytes`,
+//!   `tokenizer-<hash of the file>`, or the BPE's size and split). Cache files are written
+//!   atomically (temp file + rename), so a crash never leaves a half-written cache under the
+//!   final name;
+//! - with `gpt2`, `bytes` or a tokenizer.json the whole text is tokenized and the split is made
+//!   on the tokens (`Corpus::from_tokens_in_blocks`); `bpe(N)` splits the text first (`bpe.rs`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use super::{Corpus, DATA_HELP, write_atomic};
+use super::tokenizer::TextTokenizer;
+use super::{Corpus, DATA_HELP, bpe, write_atomic};
 use crate::exec::error::{ErrorKind, ExecError};
-use crate::exec::io::hf_tokenizer::gpt2_token_bytes;
 use crate::plan::spec::{DataSpec, Tokenizer};
-
-// ---------------------------------------------------------------------------------------------
-// Tokenizers
-
-/// The GPT-2 BPE (r50k_base), built once per process. The error is kept so every caller gets a
-/// clear message instead of a panic.
-pub(super) fn gpt2_bpe() -> Result<&'static tiktoken_rs::CoreBPE, ExecError> {
-    static BPE: OnceLock<Result<tiktoken_rs::CoreBPE, String>> = OnceLock::new();
-    BPE.get_or_init(|| tiktoken_rs::r50k_base().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| {
-            ExecError::new(
-                ErrorKind::Internal,
-                format!("cannot build the GPT-2 tokenizer: {e}"),
-            )
-        })
-}
-
-/// Encodes `text` with `tokenizer` (GPT-2 BPE ignores special tokens: `<|endoftext|>` in the
-/// text is ordinary text).
-pub fn encode_text(tokenizer: Tokenizer, text: &str) -> Result<Vec<u32>, ExecError> {
-    match tokenizer {
-        Tokenizer::Bytes => Ok(text.bytes().map(u32::from).collect()),
-        Tokenizer::Gpt2 => encode_gpt2_parallel(text, 1 << 20),
-    }
-}
-
-/// Decodes tokens back to text (bytes: invalid UTF-8 is replaced with U+FFFD).
-pub fn decode_tokens(tokenizer: Tokenizer, tokens: &[u32]) -> Result<String, ExecError> {
-    match tokenizer {
-        Tokenizer::Bytes => {
-            let bytes: Vec<u8> = tokens.iter().map(|&t| t.min(255) as u8).collect();
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        }
-        Tokenizer::Gpt2 => gpt2_bpe()?.decode(tokens.to_vec()).map_err(|e| {
-            ExecError::new(ErrorKind::Data, format!("cannot decode GPT-2 tokens: {e}"))
-        }),
-    }
-}
-
-/// Text of `ids` (invalid UTF-8, e.g. half a character, becomes U+FFFD).
-pub fn decode_lossy(tokenizer: Tokenizer, ids: &[u32]) -> Result<String, ExecError> {
-    let bytes: Vec<u8> = match tokenizer {
-        Tokenizer::Bytes => ids.iter().map(|&t| t.min(255) as u8).collect(),
-        Tokenizer::Gpt2 => {
-            let table = gpt2_token_bytes()?;
-            ids.iter()
-                .flat_map(|&t| table.get(t as usize).cloned().unwrap_or_default())
-                .collect()
-        }
-    };
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Places where the text can be cut without changing the GPT-2 tokens: between an ASCII letter
-/// and a space that starts another ASCII word. The pre-tokenizer's pieces never span such a
-/// point (a letter run ends at the space, ` word` starts there) and its pattern has no
-/// look-behind, so encoding the parts separately gives the same ids as encoding the whole.
-pub(super) fn gpt2_split_points(text: &str, target_chunk: usize) -> Vec<usize> {
-    let b = text.as_bytes();
-    let mut cuts = Vec::new();
-    let mut next = target_chunk;
-    while next < b.len() {
-        let mut i = next;
-        while i + 1 < b.len()
-            && !(b[i] == b' ' && b[i - 1].is_ascii_alphabetic() && b[i + 1].is_ascii_alphabetic())
-        {
-            i += 1;
-        }
-        if i + 1 >= b.len() {
-            break;
-        }
-        cuts.push(i);
-        next = i + target_chunk;
-    }
-    cuts
-}
-
-/// GPT-2 encoding of a large text on all cores, in chunks of about `target_chunk` bytes.
-fn encode_gpt2_parallel(text: &str, target_chunk: usize) -> Result<Vec<u32>, ExecError> {
-    let bpe = gpt2_bpe()?;
-    let mut bounds = vec![0];
-    bounds.extend(gpt2_split_points(text, target_chunk.max(1)));
-    bounds.push(text.len());
-    let chunks: Vec<&str> = bounds.windows(2).map(|w| &text[w[0]..w[1]]).collect();
-    if chunks.len() == 1 {
-        return Ok(bpe.encode_ordinary(text));
-    }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(chunks.len());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut parts: Vec<(usize, Vec<u32>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(chunk) = chunks.get(i) else { break };
-                        done.push((i, bpe.encode_ordinary(chunk)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    if parts.len() != chunks.len() {
-        return Err(ExecError::new(
-            ErrorKind::Internal,
-            "a tokenizer thread panicked",
-        ));
-    }
-    parts.sort_by_key(|(i, _)| *i);
-    Ok(parts.into_iter().flat_map(|(_, t)| t).collect())
-}
-
-/// `bytes` as text for the GPT-2 tokenizer; `offset` is where they start in `path` (for the
-/// message).
-pub(super) fn as_utf8<'a>(
-    bytes: &'a [u8],
-    path: &Path,
-    offset: usize,
-) -> Result<&'a str, ExecError> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        ExecError::new(
-            ErrorKind::Data,
-            format!(
-                "corpus {} is not valid UTF-8 (at byte {}), which the gpt2 tokenizer needs",
-                path.display(),
-                offset + e.valid_up_to()
-            ),
-        )
-        .with_help(
-            "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or use \
-             `tokenizer bytes`, which takes any bytes",
-        )
-    })
-}
-
-/// Tokenizes the raw bytes of a corpus file (`path` only for messages).
-fn tokenize_file(tokenizer: Tokenizer, bytes: &[u8], path: &Path) -> Result<Vec<u32>, ExecError> {
-    match tokenizer {
-        Tokenizer::Bytes => Ok(bytes.iter().map(|&b| u32::from(b)).collect()),
-        Tokenizer::Gpt2 => encode_text(Tokenizer::Gpt2, as_utf8(bytes, path, 0)?),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Hashing (xxh3-64: a cache key and a corruption check, not a cryptographic hash)
 
-fn xxh3(bytes: &[u8]) -> u64 {
+pub(super) fn xxh3(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
@@ -201,12 +53,13 @@ pub enum CacheOutcome {
     Uncached,
 }
 
-fn cache_file_name(source: &Path, tokenizer: Tokenizer, hash: &str) -> String {
+/// `<file>.<tag>.<hash><suffix>`: a cache of `source` (`suffix` `.tokens`, or
+/// `.tokenizer.json` for a trained BPE).
+pub(super) fn cache_file_name(source: &Path, tag: &str, hash: &str, suffix: &str) -> String {
     let file = source.file_name().map(|f| f.to_string_lossy().into_owned());
     format!(
-        "{}.{}.{hash}.tokens",
-        file.unwrap_or_else(|| "corpus".into()),
-        tokenizer.name()
+        "{}.{tag}.{hash}{suffix}",
+        file.unwrap_or_else(|| "corpus".into())
     )
 }
 
@@ -230,7 +83,7 @@ fn token_width(vocab: usize) -> usize {
     if vocab <= 1 << 16 { 2 } else { 4 }
 }
 
-fn encode_cache(tokens: &[u32], vocab: usize, hash: u64) -> Vec<u8> {
+fn encode_cache(tokens: &[u32], vocab: usize, key: u64) -> Vec<u8> {
     let width = token_width(vocab);
     let mut payload = Vec::with_capacity(tokens.len() * width);
     for &t in tokens {
@@ -245,23 +98,23 @@ fn encode_cache(tokens: &[u32], vocab: usize, hash: u64) -> Vec<u8> {
     out.extend_from_slice(&CACHE_VERSION.to_le_bytes());
     out.extend_from_slice(&(width as u32).to_le_bytes());
     out.extend_from_slice(&(vocab as u64).to_le_bytes());
-    out.extend_from_slice(&hash.to_le_bytes());
+    out.extend_from_slice(&key.to_le_bytes());
     out.extend_from_slice(&(tokens.len() as u64).to_le_bytes());
     out.extend_from_slice(&xxh3(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
     out
 }
 
-/// The tokens of a cache file, or `None` when it does not match (`vocab`, `hash`) or is
+/// The tokens of a cache file, or `None` when it does not match (`vocab`, `key`) or is
 /// damaged in any way.
-fn decode_cache(bytes: &[u8], vocab: usize, hash: u64) -> Option<Vec<u32>> {
+fn decode_cache(bytes: &[u8], vocab: usize, key: u64) -> Option<Vec<u32>> {
     let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
     if bytes.len() < CACHE_HEADER || &bytes[..8] != CACHE_MAGIC || u32_at(8) != CACHE_VERSION {
         return None;
     }
     let width = u32_at(12) as usize;
-    if width != token_width(vocab) || u64_at(16) != vocab as u64 || u64_at(24) != hash {
+    if width != token_width(vocab) || u64_at(16) != vocab as u64 || u64_at(24) != key {
         return None;
     }
     let count = usize::try_from(u64_at(32)).ok()?;
@@ -286,13 +139,13 @@ fn decode_cache(bytes: &[u8], vocab: usize, hash: u64) -> Option<Vec<u32>> {
         .then_some(tokens)
 }
 
-/// Removes caches of the same corpus file and tokenizer with another content hash (the text
+/// Removes caches of the same corpus file and tag with another content hash (the text
 /// changed), so stale caches do not pile up.
-fn remove_stale_caches(dir: &Path, source: &Path, tokenizer: Tokenizer, keep: &str) {
+pub(super) fn remove_stale_caches(dir: &Path, source: &Path, tag: &str, suffix: &str, keep: &str) {
     let Some(file) = source.file_name().map(|f| f.to_string_lossy().into_owned()) else {
         return;
     };
-    let prefix = format!("{file}.{}.", tokenizer.name());
+    let prefix = format!("{file}.{tag}.");
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -300,7 +153,7 @@ fn remove_stale_caches(dir: &Path, source: &Path, tokenizer: Tokenizer, keep: &s
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(middle) = name
             .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".tokens"))
+            .and_then(|r| r.strip_suffix(suffix))
         else {
             continue;
         };
@@ -310,19 +163,42 @@ fn remove_stale_caches(dir: &Path, source: &Path, tokenizer: Tokenizer, keep: &s
     }
 }
 
-/// What `load_corpus` does for text: reads the text at `spec.resolved_path`, tokenizes it once and caches the tokens next to the
-/// corpus as `<file>.<tokenizer>.<hash>.tokens` (u16 little-endian when the vocabulary fits,
-/// else u32; a 48-byte header with the content hash, count and a payload checksum). A stale or
-/// corrupt cache is rebuilt; an unwritable directory falls back to `~/.cache/progc/tokens/`,
-/// then to no cache. The last `val_fraction` of the tokens is the validation region.
-///
-/// The cache directories are tried in order; the outcome says what happened to the cache.
-pub fn load_corpus_with_cache(
-    spec: &DataSpec,
-    cache_dirs: &[PathBuf],
-) -> Result<(Corpus, CacheOutcome), ExecError> {
-    let source = PathBuf::from(&spec.resolved_path);
-    let bytes = fs::read(&source).map_err(|e| {
+/// The tokens of `source` under cache name tag `tag`: read from the first valid cache in
+/// `dirs`, or made by `tokenize` and written to the first directory that takes them (stale
+/// caches of the same tag there removed). `key` is what the cache must have been written for.
+pub(super) fn cached_tokens(
+    source: &Path,
+    tag: &str,
+    hash_hex: &str,
+    key: u64,
+    vocab: usize,
+    dirs: &[PathBuf],
+    tokenize: impl FnOnce() -> Result<Vec<u32>, ExecError>,
+) -> Result<(Vec<u32>, CacheOutcome), ExecError> {
+    let name = cache_file_name(source, tag, hash_hex, ".tokens");
+    for dir in dirs {
+        let path = dir.join(&name);
+        if let Ok(data) = fs::read(&path)
+            && let Some(tokens) = decode_cache(&data, vocab, key)
+        {
+            return Ok((tokens, CacheOutcome::Hit(path)));
+        }
+    }
+    let tokens = tokenize()?;
+    let data = encode_cache(&tokens, vocab, key);
+    for dir in dirs {
+        let path = dir.join(&name);
+        if fs::create_dir_all(dir).is_ok() && write_atomic(&path, &data).is_ok() {
+            remove_stale_caches(dir, source, tag, ".tokens", &name);
+            return Ok((tokens, CacheOutcome::Written(path)));
+        }
+    }
+    Ok((tokens, CacheOutcome::Uncached))
+}
+
+/// The bytes of the corpus file a text source names.
+fn read_corpus(spec: &DataSpec, source: &Path) -> Result<Vec<u8>, ExecError> {
+    fs::read(source).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             ExecError::new(
                 ErrorKind::Data,
@@ -347,40 +223,38 @@ pub fn load_corpus_with_cache(
             )
             .with_help("check that the path names a readable text file")
         }
-    })?;
+    })
+}
+
+/// What `load_corpus` does for text: reads the text at `spec.resolved_path`, tokenizes it once
+/// and caches the tokens next to the corpus as `<file>.<tag>.<hash>.tokens` (u16
+/// little-endian when the vocabulary fits, else u32; a 48-byte header with the key, count and
+/// a payload checksum). A stale or corrupt cache is rebuilt; an unwritable directory falls back
+/// to `~/.cache/progc/tokens/`, then to no cache. Then the validation part is held out (see
+/// the module invariants). `progress` shows the training of a `bpe(N)`.
+///
+/// The cache directories are tried in order; the outcomes say what happened to each cache the
+/// load used (the tokens; for `bpe(N)` the tokenizer, then the training and validation tokens).
+pub fn load_corpus_with_cache(
+    spec: &DataSpec,
+    cache_dirs: &[PathBuf],
+    progress: bool,
+) -> Result<(Corpus, Vec<CacheOutcome>), ExecError> {
+    let source = PathBuf::from(&spec.resolved_path);
+    let bytes = read_corpus(spec, &source)?;
     let hash = xxh3(&bytes);
     let hash_hex = format!("{hash:016x}");
-    let vocab = spec.tokenizer.vocab();
-    let name = cache_file_name(&source, spec.tokenizer, &hash_hex);
-
-    let mut cached = None;
-    for dir in cache_dirs {
-        let path = dir.join(&name);
-        if let Ok(data) = fs::read(&path)
-            && let Some(tokens) = decode_cache(&data, vocab, hash)
-        {
-            cached = Some((tokens, path));
-            break;
-        }
+    if let Tokenizer::Bpe(size) = spec.tokenizer {
+        return bpe::load_corpus(spec, size, source, &bytes, &hash_hex, cache_dirs, progress);
     }
-    let (tokens, outcome) = match cached {
-        Some((tokens, path)) => (tokens, CacheOutcome::Hit(path)),
-        None => {
-            let tokens = tokenize_file(spec.tokenizer, &bytes, &source)?;
-            let data = encode_cache(&tokens, vocab, hash);
-            let mut outcome = CacheOutcome::Uncached;
-            for dir in cache_dirs {
-                let path = dir.join(&name);
-                if fs::create_dir_all(dir).is_ok() && write_atomic(&path, &data).is_ok() {
-                    remove_stale_caches(dir, &source, spec.tokenizer, &name);
-                    outcome = CacheOutcome::Written(path);
-                    break;
-                }
-            }
-            (tokens, outcome)
-        }
-    };
-    let corpus = Corpus::from_tokens_in_blocks(
+    let tokenizer = TextTokenizer::of(&spec.tokenizer)?;
+    let vocab = spec.tokenizer.vocab();
+    let tag = spec.tokenizer.tag();
+    let (tokens, outcome) =
+        cached_tokens(&source, &tag, &hash_hex, hash, vocab, cache_dirs, || {
+            tokenizer.encode_bytes(&bytes, &source)
+        })?;
+    let mut corpus = Corpus::from_tokens_in_blocks(
         tokens,
         vocab,
         spec.val_fraction,
@@ -388,7 +262,8 @@ pub fn load_corpus_with_cache(
         source,
         hash_hex,
     )?;
-    Ok((corpus, outcome))
+    corpus.tokenizer = tokenizer.hf().cloned();
+    Ok((corpus, vec![outcome]))
 }
 
 #[cfg(test)]
@@ -416,44 +291,6 @@ mod tests {
     }
 
     #[test]
-    fn bytes_round_trip_is_exact() {
-        let text = "Héllo, wörld!\n\t<|endoftext|> ✓";
-        let toks = encode_text(Tokenizer::Bytes, text).unwrap();
-        assert_eq!(toks.len(), text.len());
-        assert!(toks.iter().all(|&t| t < 256));
-        assert_eq!(decode_tokens(Tokenizer::Bytes, &toks).unwrap(), text);
-    }
-
-    #[test]
-    fn gpt2_encodes_known_ids_and_round_trips() {
-        assert_eq!(
-            encode_text(Tokenizer::Gpt2, "Hello world").unwrap(),
-            vec![15496, 995]
-        );
-        let text = "Emma Woodhouse, handsome, clever, and rich.\n\nShe was 21 years old!";
-        let toks = encode_text(Tokenizer::Gpt2, text).unwrap();
-        assert!(toks.iter().all(|&t| (t as usize) < 50257));
-        assert_eq!(decode_tokens(Tokenizer::Gpt2, &toks).unwrap(), text);
-    }
-
-    #[test]
-    fn chunked_gpt2_encoding_equals_whole_text_encoding() {
-        let text = "It's a truth universally acknowledged, that a single man in possession \
-                    of a good fortune, must be in want of a wife.\n\n  However little known the \
-                    feelings or views of such a man may be on his first entering a neighbourhood,\
-                     this truth is so well fixed in the minds of the surrounding families 123 .";
-        let whole = gpt2_bpe().unwrap().encode_ordinary(text);
-        for chunk in [1, 7, 20, 64] {
-            assert!(!gpt2_split_points(text, chunk).is_empty());
-            assert_eq!(
-                encode_gpt2_parallel(text, chunk).unwrap(),
-                whole,
-                "chunk {chunk}"
-            );
-        }
-    }
-
-    #[test]
     fn cache_miss_then_hit_then_corrupt_rebuild() {
         let tmp = scratch("cache");
         let dir = tmp.path();
@@ -463,8 +300,8 @@ mod tests {
         let s = spec(&file, Tokenizer::Gpt2, 0.25);
         let dirs = vec![dir.to_path_buf()];
 
-        let (c1, o1) = load_corpus_with_cache(&s, &dirs).unwrap();
-        let CacheOutcome::Written(cache) = o1 else {
+        let (c1, o1) = load_corpus_with_cache(&s, &dirs, false).unwrap();
+        let [CacheOutcome::Written(cache)] = o1.as_slice() else {
             panic!("expected a write, got {o1:?}")
         };
         assert!(
@@ -476,12 +313,13 @@ mod tests {
                 .starts_with("tiny.txt.gpt2.")
         );
         assert_eq!(
-            fs::read(&cache).unwrap().len(),
+            fs::read(cache).unwrap().len(),
             CACHE_HEADER + 2 * (c1.train.len() + c1.val.len())
         );
 
-        let (c2, o2) = load_corpus_with_cache(&s, &dirs).unwrap();
-        assert_eq!(o2, CacheOutcome::Hit(cache.clone()));
+        let cache = cache.clone();
+        let (c2, o2) = load_corpus_with_cache(&s, &dirs, false).unwrap();
+        assert_eq!(o2, [CacheOutcome::Hit(cache.clone())]);
         assert_eq!(
             (c1.train.to_vec(), c1.val.to_vec(), &c1.content_hash),
             (c2.train.to_vec(), c2.val.to_vec(), &c2.content_hash)
@@ -492,21 +330,21 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x5a;
         fs::write(&cache, &bytes).unwrap();
-        let (c3, o3) = load_corpus_with_cache(&s, &dirs).unwrap();
-        assert_eq!(o3, CacheOutcome::Written(cache.clone()));
+        let (c3, o3) = load_corpus_with_cache(&s, &dirs, false).unwrap();
+        assert_eq!(o3, [CacheOutcome::Written(cache.clone())]);
         assert_eq!(c3.train.to_vec(), c1.train.to_vec());
         // Truncated header: also rebuilt.
         fs::write(&cache, b"PROGC").unwrap();
-        let (_, o4) = load_corpus_with_cache(&s, &dirs).unwrap();
-        assert_eq!(o4, CacheOutcome::Written(cache.clone()));
+        let (_, o4) = load_corpus_with_cache(&s, &dirs, false).unwrap();
+        assert_eq!(o4, [CacheOutcome::Written(cache.clone())]);
 
         // Changed text: a new cache name, the stale one is removed.
         fs::write(&file, format!("{text} And more.")).unwrap();
-        let (c5, o5) = load_corpus_with_cache(&s, &dirs).unwrap();
-        let CacheOutcome::Written(cache5) = o5 else {
+        let (c5, o5) = load_corpus_with_cache(&s, &dirs, false).unwrap();
+        let [CacheOutcome::Written(cache5)] = o5.as_slice() else {
             panic!("{o5:?}")
         };
-        assert_ne!(cache5, cache);
+        assert_ne!(*cache5, cache);
         assert!(!cache.exists());
         assert_ne!(c5.content_hash, c1.content_hash);
     }
@@ -522,13 +360,13 @@ mod tests {
         fs::write(&blocker, b"x").unwrap();
         let s = spec(&file, Tokenizer::Bytes, 0.1);
         let second = dir.join("second");
-        let (_, o) = load_corpus_with_cache(&s, &[blocker.clone(), second.clone()]).unwrap();
-        let CacheOutcome::Written(p) = o else {
+        let (_, o) = load_corpus_with_cache(&s, &[blocker.clone(), second.clone()], false).unwrap();
+        let [CacheOutcome::Written(p)] = o.as_slice() else {
             panic!("{o:?}")
         };
         assert!(p.starts_with(&second));
-        let (c, o) = load_corpus_with_cache(&s, &[blocker.join("sub")]).unwrap();
-        assert_eq!(o, CacheOutcome::Uncached);
+        let (c, o) = load_corpus_with_cache(&s, &[blocker.join("sub")], false).unwrap();
+        assert_eq!(o, [CacheOutcome::Uncached]);
         assert_eq!((c.train.len(), c.val.len()), (90, 10));
     }
 
@@ -537,7 +375,7 @@ mod tests {
         let tmp = scratch("errors");
         let dir = tmp.path();
         let missing = dir.join("nope.txt");
-        let e = load_corpus_with_cache(&spec(&missing, Tokenizer::Bytes, 0.1), &[])
+        let e = load_corpus_with_cache(&spec(&missing, Tokenizer::Bytes, 0.1), &[], false)
             .err()
             .unwrap();
         assert_eq!(e.kind, ErrorKind::Data);
@@ -552,7 +390,7 @@ mod tests {
 
         let latin1 = dir.join("latin1.txt");
         fs::write(&latin1, b"caf\xe9 au lait").unwrap();
-        let e = load_corpus_with_cache(&spec(&latin1, Tokenizer::Gpt2, 0.3), &[])
+        let e = load_corpus_with_cache(&spec(&latin1, Tokenizer::Gpt2, 0.3), &[], false)
             .err()
             .unwrap();
         assert!(
@@ -560,17 +398,18 @@ mod tests {
             "{e}"
         );
         // The bytes tokenizer takes anything.
-        let (c, _) = load_corpus_with_cache(&spec(&latin1, Tokenizer::Bytes, 0.3), &[]).unwrap();
+        let (c, _) =
+            load_corpus_with_cache(&spec(&latin1, Tokenizer::Bytes, 0.3), &[], false).unwrap();
         assert_eq!(c.train.len() + c.val.len(), 12);
 
         let tiny = dir.join("tiny.txt");
         fs::write(&tiny, b"abc").unwrap();
-        let e = load_corpus_with_cache(&spec(&tiny, Tokenizer::Bytes, 0.1), &[])
+        let e = load_corpus_with_cache(&spec(&tiny, Tokenizer::Bytes, 0.1), &[], false)
             .err()
             .unwrap();
         assert!(e.message.contains("too small"), "{e}");
 
-        let e = load_corpus_with_cache(&spec(dir, Tokenizer::Bytes, 0.1), &[])
+        let e = load_corpus_with_cache(&spec(dir, Tokenizer::Bytes, 0.1), &[], false)
             .err()
             .unwrap();
         assert!(e.message.contains("cannot read"), "{e}");
@@ -626,12 +465,15 @@ mod tests {
     #[test]
     fn emma_loads_with_the_bytes_tokenizer() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/emma.txt");
-        let (c, _) = load_corpus_with_cache(&spec(&path, Tokenizer::Bytes, 0.05), &[]).unwrap();
+        let (c, _) =
+            load_corpus_with_cache(&spec(&path, Tokenizer::Bytes, 0.05), &[], false).unwrap();
         let n = c.train.len() + c.val.len();
         assert!((800_000..1_000_000).contains(&n), "{n}");
         assert_eq!(c.vocab, 256);
         assert_eq!(
-            decode_tokens(Tokenizer::Bytes, &c.train.to_vec()[..13]).unwrap(),
+            TextTokenizer::Bytes
+                .decode_lossy(&c.train.to_vec()[..13])
+                .unwrap(),
             "[Emma by Jane"
         );
     }
