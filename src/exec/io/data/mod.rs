@@ -215,7 +215,7 @@ impl Corpus {
             return Err(ExecError::new(
                 ErrorKind::Data,
                 format!(
-                    "corpus {} is too small: its training and validation text give {} and {}                      tokens, and each needs at least 2",
+                    "corpus {} is too small: its training and validation text give {} and {} tokens, and each needs at least 2",
                     source.display(),
                     train.len(),
                     val.len()

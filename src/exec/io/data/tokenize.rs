@@ -325,7 +325,7 @@ fn id_width(vocab: usize, format: DataFormat, tokenizer: &Tokenizer) -> Result<u
     }
     Err(data_error(
         format!(
-            "the {tokenizer} tokenizer has {vocab} ids, more than nanoGPT's u16 shards can hold              (65536)"
+            "the {tokenizer} tokenizer has {vocab} ids, more than nanoGPT's u16 shards can hold (65536)"
         ),
         "write llm.c shards, which hold u32 ids: `--format llmc`",
     ))
@@ -339,7 +339,7 @@ pub fn tokenize(opts: &TokenizeOptions) -> Result<TokenizeSummary, ExecError> {
         Tokenizer::Bpe(n) => {
             return Err(data_error(
                 format!("bpe({n}) must be trained before it can write shards"),
-                "train it with `progc tokenize TEXT... --train-bpe N --out tokenizer.json`, then                  pass `--tokenizer tokenizer.json`",
+                "train it with `progc tokenize TEXT... --train-bpe N --out tokenizer.json`, then pass `--tokenizer tokenizer.json`",
             ));
         }
         t => TextTokenizer::of(t)?,
@@ -403,7 +403,7 @@ pub fn write_bpe(opts: &TrainBpeOptions) -> Result<(HfTokenizer, usize), ExecErr
         return Err(ExecError::new(
             ErrorKind::Usage,
             format!(
-                "--train-bpe {} is out of range: a byte-level BPE has the 256 bytes and                  <|endoftext|>, so {BPE_MIN_VOCAB} to {BPE_MAX_VOCAB} tokens",
+                "--train-bpe {} is out of range: a byte-level BPE has the 256 bytes and <|endoftext|>, so {BPE_MIN_VOCAB} to {BPE_MAX_VOCAB} tokens",
                 opts.size
             ),
         )
